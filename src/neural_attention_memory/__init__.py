@@ -1,0 +1,11 @@
+"""Neural Attention Memory (NAM): memory primitives, NAM attention, LSAM, NAM-TM and experiments.
+
+    import neural_attention_memory as nam
+    M = nam.nam_write(M, nam.unit_norm(k), v, p_w, p_e)
+"""
+
+from . import functional
+from .functional import nam_read, nam_write, unit_norm
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "functional", "nam_read", "nam_write", "unit_norm"]
