@@ -23,7 +23,9 @@ def _shape(t: Tensor) -> str:
     return str(tuple(t.shape))
 
 
-def check_float_tensor(name: str, x: object, *, rank: int | None = None, min_rank: int = 0) -> Tensor:
+def check_float_tensor(
+    name: str, x: object, *, rank: int | None = None, min_rank: int = 0
+) -> Tensor:
     """Return ``x`` after checking it is a floating-point tensor of the given rank."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
@@ -40,7 +42,9 @@ def _check_prob_range(name: str, p: Tensor) -> None:
     # One reduction each; cheap next to the attention itself.
     if p.numel() and (bool((p < 0).any()) or bool((p > 1).any())):
         lo, hi = float(p.min()), float(p.max())
-        raise ValueError(f"{name}: expected probabilities in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+        raise ValueError(
+            f"{name}: expected probabilities in [0, 1], got values in [{lo:.4g}, {hi:.4g}]"
+        )
 
 
 def check_memory_gate(
@@ -83,14 +87,14 @@ def check_qkv(q: object, k: object, v: object) -> tuple[int, int, int, int, int]
             f"got shape {_shape(v)}"
         )
     if k.dtype != q.dtype or v.dtype != q.dtype:
-        raise TypeError(
-            f"q, k, v: expected one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}"
-        )
+        raise TypeError(f"q, k, v: expected one dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}")
     B, T, H, d_k = q.shape
     if T == 0:
         raise ValueError("q: expected a non-empty sequence (T >= 1), got T = 0")
     if B == 0 or H == 0 or d_k == 0 or v.shape[3] == 0:
-        raise ValueError(f"q, v: expected non-zero B, H and head dims, got q {_shape(q)}, v {_shape(v)}")
+        raise ValueError(
+            f"q, v: expected non-zero B, H and head dims, got q {_shape(q)}, v {_shape(v)}"
+        )
     return B, T, H, d_k, v.shape[3]
 
 
@@ -99,7 +103,9 @@ def check_gate(name: str, p: object, B: int, T: int, H: int, ref: Tensor) -> Ten
     if p is None:
         return None
     if not isinstance(p, Tensor):
-        raise TypeError(f"{name}: expected None or a tensor of shape [B, T, H], got {type(p).__name__}")
+        raise TypeError(
+            f"{name}: expected None or a tensor of shape [B, T, H], got {type(p).__name__}"
+        )
     if not p.is_floating_point():
         raise TypeError(f"{name}: expected a floating-point tensor, got dtype {p.dtype}")
     if p.shape != (B, T, H):
@@ -115,21 +121,29 @@ def check_padding_mask(mask: object, B: int, T: int) -> Tensor | None:
     if mask is None:
         return None
     if not isinstance(mask, Tensor):
-        raise TypeError(f"key_padding_mask: expected None or a bool tensor [B, T], got {type(mask).__name__}")
+        raise TypeError(
+            f"key_padding_mask: expected None or a bool tensor [B, T], got {type(mask).__name__}"
+        )
     if mask.dtype != torch.bool:
-        raise TypeError(f"key_padding_mask: expected dtype torch.bool (True = padding), got {mask.dtype}")
+        raise TypeError(
+            f"key_padding_mask: expected dtype torch.bool (True = padding), got {mask.dtype}"
+        )
     if mask.shape != (B, T):
         raise ValueError(f"key_padding_mask: expected shape [B, T] = {(B, T)}, got {_shape(mask)}")
     return mask
 
 
-def check_state(name: str, s: object, B: int, H: int, d_v: int, d_k: int, ref: Tensor) -> Tensor | None:
+def check_state(
+    name: str, s: object, B: int, H: int, d_v: int, d_k: int, ref: Tensor
+) -> Tensor | None:
     """A carried memory ``[B, H, d_v, d_k]`` or ``None``."""
     if s is None:
         return None
     s = check_float_tensor(name, s, rank=4)
     if s.shape != (B, H, d_v, d_k):
-        raise ValueError(f"{name}: expected shape [B, H, d_v, d_k] = {(B, H, d_v, d_k)}, got {_shape(s)}")
+        raise ValueError(
+            f"{name}: expected shape [B, H, d_v, d_k] = {(B, H, d_v, d_k)}, got {_shape(s)}"
+        )
     if s.dtype != ref.dtype:
         raise TypeError(f"{name}: expected dtype {ref.dtype} (same as q), got {s.dtype}")
     return s

@@ -1,0 +1,51 @@
+"""Shared argument handling of the NAM attention entry points (validation + padding folded into gates)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from ._validate import check_gate, check_padding_mask, check_qkv, check_state
+from .memory import unit_norm
+
+
+@dataclass
+class Prepared:
+    """Validated inputs in `[B, T, H, d]` layout, q/k unit-normalised; gates are None or `[B, T, H]`."""
+
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    p_w: Tensor | None
+    p_e: Tensor | None
+    p_r: Tensor | None
+    keep: Tensor | None  # [B, T, 1] 1.0 for real tokens, 0.0 for padding (None: no padding)
+    state: Tensor | None
+    B: int
+    T: int
+    H: int
+    d_k: int
+    d_v: int
+
+
+def prepare(
+    q, k, v, p_w=None, p_e=None, p_r=None, initial_state=None, key_padding_mask=None
+) -> Prepared:
+    B, T, H, d_k, d_v = check_qkv(q, k, v)
+    p_w = check_gate("p_w", p_w, B, T, H, q)
+    p_e = check_gate("p_e", p_e, B, T, H, q)
+    p_r = check_gate("p_r", p_r, B, T, H, q)
+    mask = check_padding_mask(key_padding_mask, B, T)
+    state = check_state("initial_state", initial_state, B, H, d_v, d_k, q)
+    keep = None if mask is None else (~mask).to(q.dtype).unsqueeze(-1)  # [B, T, 1]
+    return Prepared(unit_norm(q), unit_norm(k), v, p_w, p_e, p_r, keep, state, B, T, H, d_k, d_v)
+
+
+def fold_padding(p: Tensor | None, keep: Tensor | None, ref: Tensor) -> Tensor | None:
+    """Gate times the keep-mask: a padded token writes/erases/reads with probability 0."""
+    if keep is None:
+        return p
+    if p is None:
+        return keep.expand(ref.shape[0], ref.shape[1], ref.shape[2])
+    return p * keep

@@ -1,0 +1,80 @@
+"""Non-causal NAM attention (normalised outer-product attention) and the recurrent causal form."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._prep import fold_padding, prepare
+
+__all__ = ["nam_attention", "recurrent_causal_nam_attention"]
+
+
+def nam_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    p_w: Tensor | None = None,
+    p_r: Tensor | None = None,
+    key_padding_mask: Tensor | None = None,
+) -> Tensor:
+    """Non-causal NAM attention: write every token into one memory per head, then read it.
+
+    ``M = sum_s p_w[s] v_s mu(k_s)^T`` (`[B, H, d_v, d_k]`), ``out_t = p_r[t] M mu(q_t)``; no softmax,
+    no scale, no normaliser. Cost `O(T d_k d_v)` per head.
+
+    Args:
+        q: `[B, T, H, d_k]` queries; k: `[B, T, H, d_k]` keys; v: `[B, T, H, d_v]` values.
+        p_w: `[B, T, H]` write probabilities (None = 1). p_r: `[B, T, H]` read probabilities (None = 1).
+        key_padding_mask: `[B, T]` bool, True = padding: padded tokens write nothing and output 0.
+    Returns:
+        `[B, T, H, d_v]`.
+    """
+    x = prepare(q, k, v, p_w=p_w, p_r=p_r, key_padding_mask=key_padding_mask)
+    w = fold_padding(x.p_w, x.keep, x.q)
+    r = fold_padding(x.p_r, x.keep, x.q)
+    vw = x.v if w is None else x.v * w.unsqueeze(-1)
+    # [B, H, d_v, T] @ [B, H, T, d_k] -> M [B, H, d_v, d_k]; then [B, H, T, d_k] @ M^T -> [B, H, T, d_v]
+    M = vw.permute(0, 2, 3, 1) @ x.k.transpose(1, 2)
+    out = (x.q.transpose(1, 2) @ M.transpose(-1, -2)).transpose(1, 2)
+    return out if r is None else out * r.unsqueeze(-1)
+
+
+def recurrent_causal_nam_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    p_w: Tensor | None = None,
+    p_e: Tensor | None = None,
+    p_r: Tensor | None = None,
+    *,
+    initial_state: Tensor | None = None,
+    output_final_state: bool = False,
+    key_padding_mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """Causal NAM attention as a token-by-token recurrence (the decoding form).
+
+    ``M_t = M_{t-1} + (p_w v_t - p_e M_{t-1} k_t) k_t^T`` (one rank-1 update), ``out_t = p_r M_t q_t``.
+    Same contract as :func:`~neural_attention_memory.functional.chunk_causal_nam_attention`; memory of
+    the backward pass is `O(T d_v d_k)` (autograd keeps every state), time `O(T d_v d_k)`.
+    """
+    x = prepare(q, k, v, p_w, p_e, p_r, initial_state, key_padding_mask)
+    w = fold_padding(x.p_w, x.keep, x.q)
+    e = fold_padding(x.p_e, x.keep, x.q)
+    r = fold_padding(x.p_r, x.keep, x.q)
+    # Time-major [T, B, H, d] so each step slices a contiguous block.
+    qs, ks = x.q.transpose(0, 1).unsqueeze(-1), x.k.transpose(0, 1).unsqueeze(-2)
+    vs = (x.v if w is None else x.v * w.unsqueeze(-1)).transpose(0, 1).unsqueeze(-1)
+    es = None if e is None else e.transpose(0, 1)[..., None, None]
+    M = x.state if x.state is not None else x.q.new_zeros(x.B, x.H, x.d_v, x.d_k)
+    outs = []
+    for t in range(x.T):
+        u = vs[t]  # [B, H, d_v, 1]
+        if es is not None:
+            u = u - es[t] * (M @ ks[t].transpose(-1, -2))
+        M = M + u @ ks[t]
+        outs.append(M @ qs[t])
+    out = torch.stack(outs, dim=1).squeeze(-1)  # [B, T, H, d_v]
+    if r is not None:
+        out = out * r.unsqueeze(-1)
+    return out, (M if output_final_state else None)

@@ -1,0 +1,211 @@
+"""NAM attention: the fast forms against the naive loops (outputs, final state, all gradients)."""
+
+import pytest
+import torch
+
+import neural_attention_memory.functional as F
+from neural_attention_memory.functional.chunk import ChunkNAMFunction
+
+from ._helpers import DT, grads_with_cotangents, make_inputs
+
+CAUSAL = {
+    "recurrent": F.recurrent_causal_nam_attention,
+    "chunk16": lambda *a, **kw: F.chunk_causal_nam_attention(*a, chunk_size=16, **kw),
+    "chunk64": lambda *a, **kw: F.chunk_causal_nam_attention(*a, chunk_size=64, **kw),
+    "chunk7": lambda *a, **kw: F.chunk_causal_nam_attention(*a, chunk_size=7, **kw),
+}
+
+
+def _run(fn, inputs, mask=None, with_state=True):
+    q, k, v, p_w, p_e, p_r, S0 = inputs
+    out, state = fn(
+        q,
+        k,
+        v,
+        p_w,
+        p_e,
+        p_r,
+        initial_state=S0 if with_state else None,
+        output_final_state=True,
+        key_padding_mask=mask,
+    )
+    used = [q, k, v, p_w, p_e, p_r] + ([S0] if with_state else [])
+    return out, state, grads_with_cotangents(out, state, used)
+
+
+def _assert_same(a, b, atol=1e-10):
+    out_a, st_a, g_a = a
+    out_b, st_b, g_b = b
+    torch.testing.assert_close(out_a, out_b, atol=atol, rtol=1e-8)
+    torch.testing.assert_close(st_a, st_b, atol=atol, rtol=1e-8)
+    assert len(g_a) == len(g_b)
+    for x, y in zip(g_a, g_b, strict=True):
+        torch.testing.assert_close(x, y, atol=atol, rtol=1e-8)
+
+
+@pytest.mark.parametrize("T", [1, 63, 64, 65, 200])
+@pytest.mark.parametrize("form", sorted(CAUSAL))
+def test_causal_forms_match_naive(T, form):
+    inputs = make_inputs(B=2, T=T, H=2, d_k=5, d_v=4)
+    ref = _run(F.naive_causal_nam_attention, inputs)
+    _assert_same(_run(CAUSAL[form], inputs), ref)
+
+
+@pytest.mark.parametrize(
+    "gates", [(False, False, False), (True, False, False), (False, True, True)]
+)
+def test_chunk_matches_naive_with_any_subset_of_gates(gates):
+    q, k, v, p_w, p_e, p_r, S0 = make_inputs(T=37)
+    p_w, p_e, p_r = (p if on else None for p, on in zip((p_w, p_e, p_r), gates, strict=True))
+    inputs = (q, k, v, p_w, p_e, p_r, S0)
+    _assert_same(_run(CAUSAL["chunk16"], inputs), _run(F.naive_causal_nam_attention, inputs))
+
+
+def test_causal_without_initial_state_and_float32():
+    inputs = make_inputs(T=50, dtype=torch.float32)
+    ref = _run(F.naive_causal_nam_attention, inputs, with_state=False)
+    _assert_same(_run(CAUSAL["chunk16"], inputs, with_state=False), ref, atol=1e-4)
+    _assert_same(_run(CAUSAL["recurrent"], inputs, with_state=False), ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("form", ["naive", "recurrent", "chunk16"])
+def test_padded_batch_equals_each_sequence_alone(form):
+    fn = F.naive_causal_nam_attention if form == "naive" else CAUSAL[form]
+    q, k, v, p_w, p_e, p_r, S0 = make_inputs(B=3, T=30, requires_grad=False)
+    lengths = [30, 17, 1]
+    mask = torch.arange(30)[None, :] >= torch.tensor(lengths)[:, None]
+    out, state = fn(
+        q, k, v, p_w, p_e, p_r, initial_state=S0, output_final_state=True, key_padding_mask=mask
+    )
+    for b, n in enumerate(lengths):
+        o_b, s_b = fn(
+            *(x[b : b + 1, :n] for x in (q, k, v, p_w, p_e, p_r)),
+            initial_state=S0[b : b + 1],
+            output_final_state=True,
+        )
+        torch.testing.assert_close(out[b : b + 1, :n], o_b)
+        torch.testing.assert_close(state[b : b + 1], s_b)
+        assert torch.all(out[b, n:] == 0)
+
+
+def test_padding_in_the_middle_matches_naive_with_gradients():
+    inputs = make_inputs(B=2, T=40)
+    mask = torch.zeros(2, 40, dtype=torch.bool)
+    mask[0, 3:9] = True
+    mask[1, ::3] = True
+    ref = _run(F.naive_causal_nam_attention, inputs, mask=mask)
+    _assert_same(_run(CAUSAL["chunk16"], inputs, mask=mask), ref)
+    _assert_same(_run(CAUSAL["recurrent"], inputs, mask=mask), ref)
+
+
+@pytest.mark.parametrize("form", sorted(CAUSAL))
+def test_split_sequence_with_carried_state_equals_one_pass(form):
+    fn = CAUSAL[form]
+    q, k, v, p_w, p_e, p_r, S0 = make_inputs(T=90, requires_grad=False)
+    out, state = fn(q, k, v, p_w, p_e, p_r, initial_state=S0, output_final_state=True)
+    s = S0
+    outs = []
+    for a, b in [(0, 31), (31, 32), (32, 90)]:
+        o, s = fn(
+            *(x[:, a:b] for x in (q, k, v, p_w, p_e, p_r)), initial_state=s, output_final_state=True
+        )
+        outs.append(o)
+    torch.testing.assert_close(torch.cat(outs, dim=1), out)
+    torch.testing.assert_close(s, state)
+
+
+def test_final_state_is_none_unless_asked():
+    q, k, v, *_ = make_inputs(requires_grad=False)
+    for fn in (F.naive_causal_nam_attention, *CAUSAL.values()):
+        assert fn(q, k, v)[1] is None
+
+
+def test_causal_outputs_do_not_depend_on_the_future():
+    q, k, v, p_w, p_e, p_r, _ = make_inputs(T=40, requires_grad=False)
+    out, _ = CAUSAL["chunk16"](q, k, v, p_w, p_e, p_r)
+    v2 = v.clone()
+    v2[:, 25:] += 1.0
+    out2, _ = CAUSAL["chunk16"](q, k, v2, p_w, p_e, p_r)
+    torch.testing.assert_close(out[:, :25], out2[:, :25])
+    assert not torch.allclose(out[:, 25:], out2[:, 25:])
+
+
+def test_non_causal_equals_loop_of_write_then_read():
+    q, k, v, p_w, _, p_r, _ = make_inputs(T=21)
+    mask = torch.zeros(2, 21, dtype=torch.bool)
+    mask[1, 15:] = True
+    fast = F.nam_attention(q, k, v, p_w, p_r, key_padding_mask=mask)
+    slow = F.naive_nam_attention(q, k, v, p_w, p_r, key_padding_mask=mask)
+    torch.testing.assert_close(fast, slow)
+    for a, b in zip(
+        grads_with_cotangents(fast, None, [q, k, v, p_w, p_r]),
+        grads_with_cotangents(slow, None, [q, k, v, p_w, p_r]),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+    # Explicit formula: out_t = p_r[t] * sum_s p_w[s] cos(q_t, k_s) v_s over unpadded s.
+    b, t, h = 1, 4, 2
+    cos = F.unit_norm(k[b, :15, h]) @ F.unit_norm(q[b, t, h])
+    expect = p_r[b, t, h] * ((p_w[b, :15, h] * cos)[:, None] * v[b, :15, h]).sum(0)
+    torch.testing.assert_close(fast[b, t, h], expect)
+    assert torch.all(fast[1, 15:] == 0)
+
+
+def test_non_causal_padded_batch_equals_each_sequence_alone():
+    q, k, v, *_ = make_inputs(B=2, T=12, gates=False, requires_grad=False)
+    mask = torch.zeros(2, 12, dtype=torch.bool)
+    mask[0, 7:] = True
+    out = F.nam_attention(q, k, v, key_padding_mask=mask)
+    torch.testing.assert_close(out[:1, :7], F.nam_attention(q[:1, :7], k[:1, :7], v[:1, :7]))
+    torch.testing.assert_close(out[1:], F.nam_attention(q[1:], k[1:], v[1:]))
+
+
+def test_gradcheck_public_functions():
+    q, k, v, p_w, p_e, p_r, S0 = make_inputs(B=1, T=5, H=2, d_k=3, d_v=2)
+    mask = torch.tensor([[False, False, True, False, False]])
+    assert torch.autograd.gradcheck(
+        lambda *a: F.nam_attention(*a, key_padding_mask=mask), (q, k, v, p_w, p_r)
+    )
+    for fn in (F.naive_causal_nam_attention, F.recurrent_causal_nam_attention, CAUSAL["chunk7"]):
+        assert torch.autograd.gradcheck(
+            lambda q, k, v, w, e, r, s, fn=fn: fn(
+                q, k, v, w, e, r, initial_state=s, output_final_state=True, key_padding_mask=mask
+            ),
+            (q, k, v, p_w, p_e, p_r, S0),
+        )
+
+
+def test_gradcheck_custom_backward_directly():
+    g = torch.Generator().manual_seed(3)
+    N, G, C, d_k, d_v = 3, 2, 4, 3, 2
+
+    def rnd(*s, fn=torch.randn):
+        return fn(*s, generator=g, dtype=DT).requires_grad_()
+
+    q, k = F.unit_norm(rnd(N, G, C, d_k)).detach(), F.unit_norm(rnd(N, G, C, d_k)).detach()
+    q.requires_grad_()
+    k.requires_grad_()
+    args = (
+        q,
+        k,
+        rnd(N, G, C, d_v),
+        rnd(N, G, C, fn=torch.rand),
+        rnd(N, G, C, fn=torch.rand),
+        rnd(N, G, C, fn=torch.rand),
+        rnd(G, d_v, d_k),
+    )
+    assert torch.autograd.gradcheck(ChunkNAMFunction.apply, args)
+    # And with every gate absent (the no-erase fast path).
+    args_none = (args[0], args[1], args[2], None, None, None, args[6])
+    assert torch.autograd.gradcheck(ChunkNAMFunction.apply, args_none)
+
+
+def test_erase_overwrites_under_a_repeated_key():
+    # Theorem 2 through the attention: full write + full erase under one key, read with that key.
+    B, T, H, d = 1, 6, 1, 4
+    k = torch.randn(1, 1, 1, d, dtype=DT).expand(B, T, H, d).contiguous()
+    v = torch.randn(B, T, H, 3, dtype=DT)
+    ones = torch.ones(B, T, H, dtype=DT)
+    for fn in (F.naive_causal_nam_attention, *CAUSAL.values()):
+        out, _ = fn(k, k, v, ones, ones, ones)
+        torch.testing.assert_close(out, v)
