@@ -88,7 +88,7 @@ class ChunkNAMFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dO, dS_last):
         q, k, v, w, e, r, Sn, Ainv, Uv, Wk = ctx.saved_tensors
-        N, G, C, _ = q.shape
+        N, G = q.shape[:2]
         d_v = v.shape[-1]
         S_start = Sn[:N]
         if dO is None:
