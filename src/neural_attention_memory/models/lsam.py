@@ -1,0 +1,445 @@
+"""LSAM, Long Short-term Attention Memory (PAPER.md §3): an LSTM whose cell is a NAM memory per head.
+
+One step, with input ``x_t`` and previous hidden ``h_{t-1}``::
+
+    [q : k : v] = W_qkv [x_t : h_{t-1}] + b_qkv
+    (p_r, p_w)  = sigmoid(W_rw [x_t : h_{t-1}] + b_rw)      # one gate pair per head
+    M_t         = WR(M_{t-1}, mu(k), v, p_w, p_e)            # p_e = p_w (tied) by default
+    h_t         = RD(M_t, mu(q), p_r)                        # per head, heads concatenated
+
+:class:`LSAMCell` is the line-by-line form built on :func:`nam_read` / :func:`nam_write` (it is the
+reference the fast path is tested against). :class:`LSAM` follows ``nn.LSTM``'s calling convention
+and is the fast path: the input half of every projection is one matmul over the whole sequence, and
+each step does one ``addmm`` plus a handful of fused per-head ops (tied erase folds into one
+``addcmul``: ``M + p_w (v - M k) k^T``).
+
+Shapes: ``B`` batch, ``T`` time, ``H`` heads, ``d = hidden_size / H`` head size, memories
+``[B, H, d, d]`` (value rows, key columns).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..functional import nam_read, nam_write, unit_norm
+
+__all__ = ["LSAM", "LSAMCell", "LSAMState"]
+
+LSAMState = tuple[Tensor, Tensor]
+"""``(M, h)``: ``M [L*D, B, H/D, d, d]`` memories and ``h [L*D, B, hidden/D]`` hidden states
+(``L`` layers, ``D`` directions), the layout of ``nn.LSTM``'s ``(h_n, c_n)``."""
+
+_EPS = 1e-6
+
+
+def _check_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    return value
+
+
+class LSAMCell(nn.Module):
+    """One LSAM step: ``(x_t, (M, h)) -> (h_t, (M_t, h_t))``.
+
+    Args:
+        input_size: size of ``x_t``.
+        hidden_size: size of ``h_t``; a multiple of ``num_heads`` (head size ``d``).
+        num_heads: number of NAM memories ``H``, each ``[d, d]``.
+        separate_erase: learn an erase gate ``p_e`` of its own instead of tying it to ``p_w``.
+        bias: learn ``b_qkv`` and the gate biases.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_heads: int,
+        separate_erase: bool = False,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_int("input_size", input_size)
+        _check_int("hidden_size", hidden_size)
+        _check_int("num_heads", num_heads)
+        if hidden_size % num_heads:
+            raise ValueError(
+                f"hidden_size: expected a multiple of num_heads={num_heads}, got {hidden_size}"
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.separate_erase = bool(separate_erase)
+        self.num_gates = 3 if separate_erase else 2
+        # Per head the projection emits [q (d) : k (d) : v (d) : gates (G)] contiguously, so one
+        # view [B, H, 3d + G] slices every head's pieces without copies.
+        self.proj_size = num_heads * (3 * self.head_dim + self.num_gates)
+        self.input_proj = nn.Linear(input_size, self.proj_size, bias=bias)
+        self.hidden_proj = nn.Linear(hidden_size, self.proj_size, bias=False)
+
+    def init_state(self, batch: int, *, dtype=None, device=None) -> LSAMState:
+        """Zero memories `[B, H, d, d]` and zero hidden `[B, hidden_size]`."""
+        _check_int("batch", batch)
+        p = self.input_proj.weight
+        dtype, device = dtype or p.dtype, device or p.device
+        M = torch.zeros(
+            batch, self.num_heads, self.head_dim, self.head_dim, dtype=dtype, device=device
+        )
+        return M, torch.zeros(batch, self.hidden_size, dtype=dtype, device=device)
+
+    def _split(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        """`[B, P]` -> q, k, v `[B, H, d]`, p_r, p_w `[B, H]`, p_e `[B, H]` or None."""
+        d, H = self.head_dim, self.num_heads
+        z = z.view(z.shape[0], H, 3 * d + self.num_gates)
+        g = torch.sigmoid(z[..., 3 * d :])
+        p_e = g[..., 2] if self.separate_erase else None
+        return z[..., :d], z[..., d : 2 * d], z[..., 2 * d : 3 * d], g[..., 0], g[..., 1], p_e
+
+    def forward(
+        self, x_t: Tensor, state: LSAMState | None = None, pad_t: Tensor | None = None
+    ) -> tuple[Tensor, LSAMState]:
+        """One step, line by line with :func:`nam_write` and :func:`nam_read`.
+
+        Args:
+            x_t: `[B, input_size]`.
+            state: ``(M [B, H, d, d], h [B, hidden_size])`` or None (zeros).
+            pad_t: optional `[B]` bool, True where this step is padding: the state is kept and the
+                output is zero.
+        Returns:
+            ``h_t [B, hidden_size]`` and the new state.
+        """
+        if not isinstance(x_t, Tensor) or x_t.dim() != 2 or x_t.shape[1] != self.input_size:
+            got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t: expected shape [B, {self.input_size}], got {got}")
+        B = x_t.shape[0]
+        M, h = self.init_state(B, dtype=x_t.dtype, device=x_t.device) if state is None else state
+        z = self.input_proj(x_t) + self.hidden_proj(h)
+        q, k, v, p_r, p_w, p_e = self._split(z)
+        if p_e is None:
+            p_e = p_w  # the paper: erase tied to write
+        if pad_t is not None:
+            keep = (~pad_t).to(x_t.dtype)[:, None]
+            p_r, p_w, p_e = p_r * keep, p_w * keep, p_e * keep
+        M_t = nam_write(M, unit_norm(k), v, p_w, p_e)
+        h_t = nam_read(M_t, unit_norm(q), p_r).reshape(B, self.hidden_size)
+        h_carry = h_t if pad_t is None else torch.where(pad_t[:, None], h, h_t)
+        return h_t, (M_t, h_carry)
+
+
+def _fast_direction(
+    cell: LSAMCell, X: Tensor, M: Tensor, h: Tensor, keep: Tensor | None, reverse: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Run one direction of one layer over precomputed input projections.
+
+    Args:
+        X: `[T, B, P]` input projections (time-major, bias included).
+        M: `[B, H, d, d]`; h: `[B, hidden]`.
+        keep: `[T, B, 1]` 1.0 on real tokens, 0.0 on padding, or None.
+    Returns:
+        ``out [T, B, hidden]`` (zero on padding), final ``M``, final ``h``.
+    """
+    T, B, _ = X.shape
+    H, d, G = cell.num_heads, cell.head_dim, cell.num_gates
+    W_h = cell.hidden_proj.weight.t()  # [hidden, P]
+    outs: list[Tensor] = [X.new_empty(0)] * T
+    steps = range(T - 1, -1, -1) if reverse else range(T)
+    for t in steps:
+        z = torch.addmm(X[t], h, W_h).view(B, H, 3 * d + G)
+        qk = z[..., : 2 * d].view(B, H, 2, d)
+        qk = qk / torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(_EPS)
+        q, k = qk[:, :, 0], qk[:, :, 1]
+        v = z[..., 2 * d : 3 * d]
+        g = torch.sigmoid(z[..., 3 * d :])  # [B, H, G]
+        if keep is not None:
+            g = g * keep[t].unsqueeze(-1)
+        p_r, p_w = g[..., 0:1], g[..., 1:2]
+        Mk = (M @ k.unsqueeze(-1)).squeeze(-1)  # [B, H, d]
+        if G == 2:
+            u = p_w * (v - Mk)  # tied erase: WR = M + p_w (v - M k) k^T
+        else:
+            u = p_w * v - g[..., 2:3] * Mk
+        M = torch.addcmul(M, u.unsqueeze(-1), k.unsqueeze(-2))
+        h_t = (p_r * (M @ q.unsqueeze(-1)).squeeze(-1)).reshape(B, H * d)
+        outs[t] = h_t
+        # On padding p_w = p_e = 0 keeps M exactly; h must be carried explicitly.
+        h = h_t if keep is None else torch.where(keep[t] > 0, h_t, h)
+    return torch.stack(outs), M, h
+
+
+class LSAM(nn.Module):
+    """A stack of LSAM layers with ``nn.LSTM``'s calling convention.
+
+    Args:
+        input_size: features of ``x``.
+        hidden_size: output features; with ``bidirectional`` each direction gets half of the size
+            and half of the heads (outputs are concatenated, so the output is still
+            ``hidden_size``, unlike ``nn.LSTM``'s ``2 * hidden_size``).
+        num_heads: heads per layer (over both directions).
+        num_layers: stacked layers; layer ``l > 0`` reads layer ``l - 1``'s output.
+        bidirectional: half the heads run backwards (PAPER.md §3).
+        batch_first: ``x`` is `[B, T, F]` (True) or `[T, B, F]` (False).
+        dropout: dropout on the outputs of every layer but the last.
+        separate_erase: learn a separate erase gate instead of tying it to the write gate.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_heads: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        separate_erase: bool = False,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_int("input_size", input_size)
+        _check_int("hidden_size", hidden_size)
+        _check_int("num_heads", num_heads)
+        _check_int("num_layers", num_layers)
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout: expected a float in [0, 1), got {dropout}")
+        D = 2 if bidirectional else 1
+        if num_heads % D or hidden_size % num_heads:
+            raise ValueError(
+                f"num_heads, hidden_size: expected num_heads divisible by {D} (directions) and "
+                f"hidden_size divisible by num_heads, got num_heads={num_heads}, "
+                f"hidden_size={hidden_size}"
+            )
+        self.input_size, self.hidden_size, self.num_heads = input_size, hidden_size, num_heads
+        self.num_layers, self.bidirectional, self.batch_first = (
+            num_layers,
+            bool(bidirectional),
+            batch_first,
+        )
+        self.num_directions = D
+        self.dropout = float(dropout)
+        self.cells = nn.ModuleList(
+            LSAMCell(
+                input_size if layer == 0 else hidden_size,
+                hidden_size // D,
+                num_heads // D,
+                separate_erase=separate_erase,
+                bias=bias,
+            )
+            for layer in range(num_layers)
+            for _ in range(D)
+        )
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def init_state(self, batch: int, *, dtype=None, device=None) -> LSAMState:
+        """Zero state: ``M [L*D, B, H/D, d, d]``, ``h [L*D, B, hidden/D]``."""
+        _check_int("batch", batch)
+        p = self.cells[0].input_proj.weight
+        dtype, device = dtype or p.dtype, device or p.device
+        LD, D = self.num_layers * self.num_directions, self.num_directions
+        d = self.head_dim
+        M = torch.zeros(LD, batch, self.num_heads // D, d, d, dtype=dtype, device=device)
+        return M, torch.zeros(LD, batch, self.hidden_size // D, dtype=dtype, device=device)
+
+    # -- validation -------------------------------------------------------------------------------
+
+    def _check_x(self, x: object, name: str = "x") -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+        layout = "[B, T, F]" if self.batch_first else "[T, B, F]"
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise ValueError(
+                f"{name}: expected shape {layout} with F = input_size = {self.input_size}, "
+                f"got {tuple(x.shape)}"
+            )
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(
+                f"{name}: expected a non-empty batch and sequence, got {tuple(x.shape)}"
+            )
+        return x
+
+    def _check_state(self, state: object, B: int, ref: Tensor) -> LSAMState:
+        if not (isinstance(state, tuple) and len(state) == 2):
+            raise TypeError(f"state: expected a tuple (M, h) or None, got {type(state).__name__}")
+        M, h = state
+        want_M, want_h = self._state_shapes(B)
+        if not isinstance(M, Tensor) or tuple(M.shape) != want_M:
+            got = tuple(M.shape) if isinstance(M, Tensor) else type(M).__name__
+            raise ValueError(
+                f"state[0] (M): expected shape {want_M} ([L*D, B, H/D, d, d]), got {got}"
+            )
+        if not isinstance(h, Tensor) or tuple(h.shape) != want_h:
+            got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
+            raise ValueError(
+                f"state[1] (h): expected shape {want_h} ([L*D, B, hidden/D]), got {got}"
+            )
+        if M.dtype != ref.dtype or h.dtype != ref.dtype:
+            raise TypeError(
+                f"state: expected dtype {ref.dtype} (same as x), got {M.dtype}, {h.dtype}"
+            )
+        return M, h
+
+    def _state_shapes(self, B: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        LD, D, d = self.num_layers * self.num_directions, self.num_directions, self.head_dim
+        return (LD, B, self.num_heads // D, d, d), (LD, B, self.hidden_size // D)
+
+    def _padding(
+        self, padding_mask: object, lengths: object, B: int, T: int, device
+    ) -> Tensor | None:
+        """Return `[B, T]` bool (True = padding) from either form, or None."""
+        if padding_mask is not None and lengths is not None:
+            raise ValueError("padding_mask, lengths: expected at most one of them, got both")
+        if lengths is not None:
+            if not isinstance(lengths, Tensor) or lengths.dim() != 1 or lengths.shape[0] != B:
+                got = (
+                    tuple(lengths.shape) if isinstance(lengths, Tensor) else type(lengths).__name__
+                )
+                raise ValueError(
+                    f"lengths: expected an integer tensor of shape [B] = ({B},), got {got}"
+                )
+            if lengths.is_floating_point() or lengths.dtype == torch.bool:
+                raise TypeError(f"lengths: expected an integer dtype, got {lengths.dtype}")
+            if bool((lengths < 1).any()) or bool((lengths > T).any()):
+                raise ValueError(
+                    f"lengths: expected values in [1, T={T}], got [{int(lengths.min())}, "
+                    f"{int(lengths.max())}]"
+                )
+            return torch.arange(T, device=device)[None, :] >= lengths.to(device)[:, None]
+        if padding_mask is None:
+            return None
+        if not isinstance(padding_mask, Tensor) or padding_mask.dtype != torch.bool:
+            got = (
+                padding_mask.dtype
+                if isinstance(padding_mask, Tensor)
+                else type(padding_mask).__name__
+            )
+            raise TypeError(
+                f"padding_mask: expected a bool tensor [B, T] (True = padding), got {got}"
+            )
+        if tuple(padding_mask.shape) != (B, T):
+            raise ValueError(
+                f"padding_mask: expected shape [B, T] = {(B, T)}, got {tuple(padding_mask.shape)}"
+            )
+        return padding_mask
+
+    # -- forward ----------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        x: Tensor,
+        state: LSAMState | None = None,
+        padding_mask: Tensor | None = None,
+        lengths: Tensor | None = None,
+    ) -> tuple[Tensor, LSAMState]:
+        """Run the whole sequence (fast path).
+
+        Args:
+            x: `[B, T, input_size]` (or `[T, B, input_size]` when ``batch_first=False``).
+            state: ``(M, h)`` as returned by a previous call or :meth:`init_state`; None = zeros.
+            padding_mask: `[B, T]` bool, True = padding (anywhere in the sequence): padded steps
+                write nothing, keep the state and output zeros.
+            lengths: `[B]` integer lengths, an alternative to ``padding_mask`` (right padding).
+        Returns:
+            ``output`` `[B, T, hidden_size]` (time-major if not ``batch_first``) and the final
+            state (after each sequence's last real token).
+        """
+        x = self._check_x(x)
+        xs = x.transpose(0, 1) if self.batch_first else x  # [T, B, F]
+        T, B = xs.shape[0], xs.shape[1]
+        pad = self._padding(padding_mask, lengths, B, T, x.device)
+        M0, h0 = (
+            self.init_state(B, dtype=x.dtype, device=x.device)
+            if state is None
+            else (self._check_state(state, B, x))
+        )
+        keep = None if pad is None else (~pad).t().to(x.dtype).unsqueeze(-1)  # [T, B, 1]
+        D = self.num_directions
+        Ms, hs = [], []
+        inp = xs
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(D):
+                i = layer * D + direction
+                cell = self.cells[i]
+                X = cell.input_proj(inp)  # [T, B, P]: the input half for every step at once
+                out, M, h = _fast_direction(cell, X, M0[i], h0[i], keep, reverse=direction == 1)
+                outs.append(out)
+                Ms.append(M)
+                hs.append(h)
+            inp = outs[0] if D == 1 else torch.cat(outs, dim=-1)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                inp = nn.functional.dropout(inp, self.dropout, training=True)
+        out = inp.transpose(0, 1) if self.batch_first else inp
+        return out, (torch.stack(Ms), torch.stack(hs))
+
+    def forward_reference(
+        self,
+        x: Tensor,
+        state: LSAMState | None = None,
+        padding_mask: Tensor | None = None,
+        lengths: Tensor | None = None,
+    ) -> tuple[Tensor, LSAMState]:
+        """The same as :meth:`forward`, stepping :class:`LSAMCell` line by line (the slow twin)."""
+        x = self._check_x(x)
+        xs = x.transpose(0, 1) if self.batch_first else x
+        T, B = xs.shape[0], xs.shape[1]
+        pad = self._padding(padding_mask, lengths, B, T, x.device)
+        M0, h0 = (
+            self.init_state(B, dtype=x.dtype, device=x.device)
+            if state is None
+            else (self._check_state(state, B, x))
+        )
+        D = self.num_directions
+        Ms, hs = [], []
+        inp = xs
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(D):
+                i = layer * D + direction
+                st = (M0[i], h0[i])
+                ys: list[Tensor] = [x.new_empty(0)] * T
+                order = range(T - 1, -1, -1) if direction == 1 else range(T)
+                for t in order:
+                    ys[t], st = self.cells[i](inp[t], st, None if pad is None else pad[:, t])
+                outs.append(torch.stack(ys))
+                Ms.append(st[0])
+                hs.append(st[1])
+            inp = outs[0] if D == 1 else torch.cat(outs, dim=-1)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                inp = nn.functional.dropout(inp, self.dropout, training=True)
+        out = inp.transpose(0, 1) if self.batch_first else inp
+        return out, (torch.stack(Ms), torch.stack(hs))
+
+    def step(self, x_t: Tensor, state: LSAMState | None = None) -> tuple[Tensor, LSAMState]:
+        """One token through every layer (unidirectional only).
+
+        Args:
+            x_t: `[B, input_size]`.
+            state: ``(M, h)`` or None (zeros).
+        Returns:
+            ``out_t [B, hidden_size]`` and the new state.
+        """
+        if self.bidirectional:
+            raise ValueError("step: expected a unidirectional LSAM, got bidirectional=True")
+        if not isinstance(x_t, Tensor) or x_t.dim() != 2 or x_t.shape[1] != self.input_size:
+            got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t: expected shape [B, {self.input_size}], got {got}")
+        B = x_t.shape[0]
+        M0, h0 = (
+            self.init_state(B, dtype=x_t.dtype, device=x_t.device)
+            if state is None
+            else (self._check_state(state, B, x_t))
+        )
+        Ms, hs = [], []
+        inp = x_t
+        for layer, cell in enumerate(self.cells):
+            inp, (M, h) = cell(inp, (M0[layer], h0[layer]))
+            Ms.append(M)
+            hs.append(h)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                inp = nn.functional.dropout(inp, self.dropout, training=True)
+        return inp, (torch.stack(Ms), torch.stack(hs))

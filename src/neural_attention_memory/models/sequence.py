@@ -1,0 +1,252 @@
+"""Sequence models for masked sequence completion: Embedding -> LSAM | NAM-TM layers -> classifier.
+
+The length-generalisation experiment (PAPER.md §5) builds its models through
+:func:`build_memory_model`; every model maps ``tokens [B, T]`` (plus an optional right-padding mask)
+to per-position logits ``[B, T, num_classes]``.
+
+Model names and what they are:
+
+==================  =====================================================================
+``lsam``            2 LSAM layers (PAPER.md §3), erase tied to write.
+``nam-tm``          2 NAM-TM layers with every action and gate; layer 2 starts from layer 1's
+                    final value tape, key tape and heads (tape hand-off, PAPER.md §4).
+``nam-tm-nojump``   actions NO-OP/LEFT/RIGHT (no key tape, no jump query).
+``nam-tm-onlyjump`` actions NO-OP/JUMP. As in the authors' code this cannot move a head off
+                    cell 0 (the key tape only stores visited positions): one register per tape.
+``nam-tm-norw``     ``p_r = p_w = 1`` (no read/write probabilities; erase kept).
+``nam-tm-noerase``  ``p_e = 0``.
+==================  =====================================================================
+
+Sizes: ``quick`` trains a few thousand steps in minutes on one CPU thread; ``paper`` is close to
+the paper's parameter counts (LSAM 25.8M, NAM-TM 23.3M). NAM-TM's ``tape_length="auto"`` gives
+every forward call a tape of ``T + 1`` cells (``T`` = sequence length) so heads never wrap round a
+circular tape onto written cells when moving one way; the released code used a fixed 32 cells.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .lsam import LSAM
+from .nam_tm import ACTIONS, NAMTuringMachine
+
+__all__ = [
+    "MEMORY_MODELS",
+    "LSAMSequenceConfig",
+    "LSAMSequenceModel",
+    "NAMTMSequenceConfig",
+    "NAMTMSequenceModel",
+    "build_memory_model",
+    "count_parameters",
+]
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters of ``module``."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _check_tokens(tokens: object, padding_mask: object, vocab_size: int) -> Tensor | None:
+    if not isinstance(tokens, Tensor):
+        raise TypeError(f"tokens: expected a torch.Tensor, got {type(tokens).__name__}")
+    if tokens.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"tokens: expected an int64/int32 tensor, got dtype {tokens.dtype}")
+    if tokens.dim() != 2 or tokens.shape[0] == 0 or tokens.shape[1] == 0:
+        raise ValueError(
+            f"tokens: expected a non-empty [B, T] tensor, got shape {tuple(tokens.shape)}"
+        )
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(f"tokens: expected ids in [0, {vocab_size}), got values in [{lo}, {hi}]")
+    if padding_mask is None:
+        return None
+    if not isinstance(padding_mask, Tensor) or padding_mask.dtype != torch.bool:
+        got = (
+            padding_mask.dtype if isinstance(padding_mask, Tensor) else type(padding_mask).__name__
+        )
+        raise TypeError(f"padding_mask: expected a bool tensor [B, T] (True = padding), got {got}")
+    if padding_mask.shape != tokens.shape:
+        raise ValueError(
+            f"padding_mask: expected the shape of tokens {tuple(tokens.shape)}, "
+            f"got {tuple(padding_mask.shape)}"
+        )
+    return padding_mask
+
+
+# -- LSAM -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class LSAMSequenceConfig:
+    """Hyper-parameters of :class:`LSAMSequenceModel` (``hidden_size`` is also the embedding size)."""
+
+    hidden_size: int = 256
+    num_heads: int = 8
+    num_layers: int = 2
+    bidirectional: bool = False
+    dropout: float = 0.0
+    separate_erase: bool = False
+
+
+class LSAMSequenceModel(nn.Module):
+    """``tokens [B, T] -> logits [B, T, num_classes]`` through an LSAM stack."""
+
+    def __init__(self, vocab_size: int, num_classes: int, config: LSAMSequenceConfig) -> None:
+        super().__init__()
+        self.vocab_size, self.num_classes, self.config = vocab_size, num_classes, config
+        self.embedding = nn.Embedding(vocab_size, config.hidden_size)
+        self.lsam = LSAM(
+            config.hidden_size,
+            config.hidden_size,
+            config.num_heads,
+            num_layers=config.num_layers,
+            bidirectional=config.bidirectional,
+            dropout=config.dropout,
+            separate_erase=config.separate_erase,
+        )
+        self.classifier = nn.Linear(config.hidden_size, num_classes)
+
+    def forward(self, tokens: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """`tokens [B, T]` int, `padding_mask [B, T]` bool (True = padding) -> `[B, T, C]`."""
+        pad = _check_tokens(tokens, padding_mask, self.vocab_size)
+        h, _ = self.lsam(self.embedding(tokens.long()), padding_mask=pad)
+        return self.classifier(h)
+
+
+# -- NAM-TM ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class NAMTMSequenceConfig:
+    """Hyper-parameters of :class:`NAMTMSequenceModel` (``dim`` is also the embedding size)."""
+
+    dim: int = 128
+    num_tapes: int = 4
+    head_dim: int = 32
+    num_layers: int = 2
+    tape_length: int | str = "auto"
+    actions: tuple[str, ...] = ACTIONS
+    rw_prob: bool = True
+    erase: bool = True
+
+
+class NAMTMSequenceModel(nn.Module):
+    """``tokens [B, T] -> logits [B, T, num_classes]`` through stacked NAM-TM layers.
+
+    Layer ``l > 0`` reads layer ``l - 1``'s outputs and starts from its final tapes and heads.
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, config: NAMTMSequenceConfig) -> None:
+        super().__init__()
+        tl = config.tape_length
+        if tl != "auto" and (isinstance(tl, bool) or not isinstance(tl, int) or tl < 1):
+            raise ValueError(f"tape_length: expected 'auto' or an int >= 1, got {tl!r}")
+        self.vocab_size, self.num_classes, self.config = vocab_size, num_classes, config
+        self.embedding = nn.Embedding(vocab_size, config.dim)
+        self.layers = nn.ModuleList(
+            NAMTuringMachine(
+                config.dim,
+                config.num_tapes,
+                config.head_dim,
+                tape_length=32 if tl == "auto" else tl,
+                actions=tuple(config.actions),
+                rw_prob=config.rw_prob,
+                erase=config.erase,
+            )
+            for _ in range(config.num_layers)
+        )
+        self.classifier = nn.Linear(config.dim, num_classes)
+
+    def tape_length_for(self, seq_len: int) -> int:
+        """Cells of the blank tape used for sequences of ``seq_len`` tokens."""
+        tl = self.config.tape_length
+        return seq_len + 1 if tl == "auto" else int(tl)
+
+    def forward(
+        self, tokens: Tensor, padding_mask: Tensor | None = None, *, reference: bool = False
+    ) -> Tensor:
+        """`tokens [B, T]` int, `padding_mask [B, T]` bool right padding -> `[B, T, C]`.
+
+        ``reference=True`` runs every layer's slow twin (for tests and benchmarks).
+        """
+        pad = _check_tokens(tokens, padding_mask, self.vocab_size)
+        h = self.embedding(tokens.long())
+        L = self.tape_length_for(tokens.shape[1])
+        tape = heads = None
+        for layer in self.layers:
+            run = layer.forward_reference if reference else layer
+            if tape is None:
+                h, (vt, kt, heads) = run(h, padding_mask=pad, tape_length=L)
+            else:
+                h, (vt, kt, heads) = run(h, tape=tape, heads=heads, padding_mask=pad)
+            tape = (vt, kt)
+        return self.classifier(h)
+
+
+# -- the registry ---------------------------------------------------------------------------------
+
+_NAMTM_VARIANTS: dict[str, dict[str, Any]] = {
+    "nam-tm": {},
+    "nam-tm-nojump": {"actions": ("noop", "left", "right")},
+    "nam-tm-onlyjump": {"actions": ("noop", "jump")},
+    "nam-tm-norw": {"rw_prob": False},
+    "nam-tm-noerase": {"erase": False},
+}
+
+MEMORY_MODELS: tuple[str, ...] = ("lsam", *_NAMTM_VARIANTS)
+
+_SIZES: dict[str, dict[str, Any]] = {
+    # quick: a 2-layer model of ~0.5-1.5M parameters; paper: the paper's parameter budget.
+    "lsam/quick": {"hidden_size": 256, "num_heads": 8},
+    "lsam/paper": {"hidden_size": 1464, "num_heads": 8},
+    "nam-tm/quick": {"dim": 128, "num_tapes": 4, "head_dim": 32},
+    "nam-tm/paper": {"dim": 960, "num_tapes": 8, "head_dim": 128},
+}
+
+
+def build_memory_model(
+    name: str, vocab_size: int, num_classes: int, size: str = "quick", **overrides: Any
+) -> nn.Module:
+    """Build a per-position classifier ``forward(tokens [B, T], padding_mask=None) -> [B, T, C]``.
+
+    Args:
+        name: one of :data:`MEMORY_MODELS`.
+        vocab_size: number of input token ids.
+        num_classes: number of output classes per position.
+        size: ``"quick"`` (CPU-sized) or ``"paper"`` (the paper's parameter budget).
+        overrides: fields of :class:`LSAMSequenceConfig` (``lsam``) or
+            :class:`NAMTMSequenceConfig` (``nam-tm*``), e.g. ``tape_length=32``.
+    """
+    if name not in MEMORY_MODELS:
+        raise ValueError(f"name: expected one of {', '.join(MEMORY_MODELS)}, got {name!r}")
+    if size not in ("quick", "paper"):
+        raise ValueError(f"size: expected one of quick, paper, got {size!r}")
+    for arg, value in (("vocab_size", vocab_size), ("num_classes", num_classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{arg}: expected an int >= 1, got {value!r}")
+    family = "lsam" if name == "lsam" else "nam-tm"
+    cls = LSAMSequenceConfig if family == "lsam" else NAMTMSequenceConfig
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"overrides: unknown field(s) {', '.join(unknown)} for {name!r}; valid: {', '.join(valid)}"
+        )
+    cfg = replace(cls(), **_SIZES[f"{family}/{size}"])
+    if family == "nam-tm":
+        cfg = replace(cfg, **_NAMTM_VARIANTS[name])
+    cfg = replace(cfg, **overrides)
+    if family == "lsam":
+        return LSAMSequenceModel(vocab_size, num_classes, cfg)
+    return NAMTMSequenceModel(vocab_size, num_classes, cfg)
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """The resolved hyper-parameters of a model built by :func:`build_memory_model`."""
+    return asdict(model.config)
