@@ -88,6 +88,21 @@ def test_padded_batch_equals_each_sequence_alone(form):
         assert torch.all(out[b, n:] == 0)
 
 
+@pytest.mark.parametrize(
+    "present", [(False, False, False), (True, False, True), (False, True, False)]
+)
+def test_padding_with_absent_gates_matches_naive(present):
+    q, k, v, p_w, p_e, p_r, S0 = make_inputs(B=2, T=20)
+    gates = [p if on else None for p, on in zip((p_w, p_e, p_r), present, strict=True)]
+    inputs = (q, k, v, *gates, S0)
+    mask = torch.zeros(2, 20, dtype=torch.bool)
+    mask[1, 12:] = True
+    mask[0, 2] = True
+    ref = _run(F.naive_causal_nam_attention, inputs, mask=mask)
+    _assert_same(_run(CAUSAL["chunk7"], inputs, mask=mask), ref)
+    _assert_same(_run(CAUSAL["recurrent"], inputs, mask=mask), ref)
+
+
 def test_padding_in_the_middle_matches_naive_with_gradients():
     inputs = make_inputs(B=2, T=40)
     mask = torch.zeros(2, 40, dtype=torch.bool)

@@ -42,9 +42,14 @@ def prepare(
     return Prepared(unit_norm(q), unit_norm(k), v, p_w, p_e, p_r, keep, state, B, T, H, d_k, d_v)
 
 
-def fold_padding(p: Tensor | None, keep: Tensor | None, ref: Tensor) -> Tensor | None:
-    """Gate times the keep-mask: a padded token writes/erases/reads with probability 0."""
-    if keep is None:
+def fold_padding(
+    p: Tensor | None, keep: Tensor | None, ref: Tensor, absent: float = 1.0
+) -> Tensor | None:
+    """Gate times the keep-mask: a padded token writes/erases/reads with probability 0.
+
+    ``absent`` is what a missing gate means (1 for write/read, 0 for erase, which stays absent).
+    """
+    if keep is None or (p is None and absent == 0.0):
         return p
     if p is None:
         return keep.expand(ref.shape[0], ref.shape[1], ref.shape[2])

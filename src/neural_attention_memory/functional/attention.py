@@ -60,7 +60,7 @@ def recurrent_causal_nam_attention(
     """
     x = prepare(q, k, v, p_w, p_e, p_r, initial_state, key_padding_mask)
     w = fold_padding(x.p_w, x.keep, x.q)
-    e = fold_padding(x.p_e, x.keep, x.q)
+    e = fold_padding(x.p_e, x.keep, x.q, absent=0.0)
     r = fold_padding(x.p_r, x.keep, x.q)
     # Time-major [T, B, H, d] so each step slices a contiguous block.
     qs, ks = x.q.transpose(0, 1).unsqueeze(-1), x.k.transpose(0, 1).unsqueeze(-2)

@@ -194,7 +194,7 @@ def chunk_causal_nam_attention(
             "use recurrent_causal_nam_attention for other dtypes"
         )
     w = fold_padding(x.p_w, x.keep, x.q)
-    e = fold_padding(x.p_e, x.keep, x.q)
+    e = fold_padding(x.p_e, x.keep, x.q, absent=0.0)
     r = fold_padding(x.p_r, x.keep, x.q)
     C = min(chunk_size, x.T)
     T_pad = -(-x.T // C) * C

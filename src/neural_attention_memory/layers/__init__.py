@@ -1,1 +1,5 @@
-"""layers."""
+"""``nn.Module`` layers: parameters + reshaping + one call into :mod:`..functional`."""
+
+from .attention import NAMAttention
+
+__all__ = ["NAMAttention"]
