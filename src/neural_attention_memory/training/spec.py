@@ -1,9 +1,10 @@
 """The contract between an experiment family and the shared training engine.
 
 Every experiment (length generalisation, Long Range Arena, few-shot) registers its tasks as
-:class:`TaskSpec` objects; the one Lightning-based engine in :mod:`neural_attention_memory.training`
-trains, evaluates, checkpoints and resumes any of them, and the ``nam train/eval/reproduce`` commands
-reach them through :func:`neural_attention_memory.experiments.registry.get_task`.
+:class:`TaskSpec` objects; the one Lightning-based engine in
+:mod:`neural_attention_memory.training` trains, evaluates, checkpoints and resumes any of them,
+and the ``nam train/eval/reproduce`` commands reach them through
+:func:`neural_attention_memory.experiments.registry.get_task`.
 
 Configuration is one nested dict (resolved from a YAML/py preset plus ``--set key=value``
 overrides) with these top-level sections, all plain data so it can be written to ``config.yaml``::
@@ -58,6 +59,10 @@ class TaskSpec:
         selection_metric: ``"<split>/<metric>"`` used to pick the reported epoch (the paper's
             rule for length generalisation is ``"od_easy/seq_acc"``).
         selection_mode: ``"max"`` or ``"min"``.
+        description: one line shown by ``nam train --help``-style listings.
+        build_eval_dataset: optional ``(config, seed, options) -> Dataset`` building an extra
+            evaluation set from task-specific options (e.g. ``{"digits": "17-22"}`` from
+            ``nam eval RUN_DIR --digits 17-22``); ``None`` when the task has no such options.
     """
 
     name: str
@@ -71,3 +76,4 @@ class TaskSpec:
     selection_metric: str = "val/acc"
     selection_mode: str = "max"
     description: str = ""
+    build_eval_dataset: Callable[[Mapping[str, Any], int, dict[str, Any]], Dataset] | None = None

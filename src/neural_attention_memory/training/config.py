@@ -1,0 +1,178 @@
+"""Configuration: presets, engine defaults and ``--set a.b.c=value`` overrides.
+
+A configuration is one nested dict of plain data (see :mod:`.spec`). :func:`resolve_config`
+starts from :data:`ENGINE_DEFAULTS`, deep-merges ``spec.presets[preset]`` on top, selects the
+model, then applies overrides. Override keys must already exist (so a typo fails loudly, listing
+the valid keys); prefix a key with ``+`` to add a new one (``--set +data.note=x``).
+
+A preset may hold a ``per_model`` mapping ``{model_name: {partial config}}``; the entry of the
+chosen model is deep-merged into the config (so each model can have its own ``quick`` size) and
+the ``per_model`` section is dropped from the resolved config.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import yaml
+
+from .spec import TaskSpec
+
+__all__ = ["ENGINE_DEFAULTS", "apply_overrides", "deep_merge", "parse_override", "resolve_config"]
+
+#: Keys the engine reads; every preset gets these unless it sets its own.
+ENGINE_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "task": None,
+    "model": {"name": None},
+    "data": {},
+    "optim": {
+        "name": "adam",  # "adam" (L2 weight decay, as in the paper's code) or "adamw"
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "lr_decay": 1.0,  # multiplicative, per epoch: lr_e = lr * lr_decay**e
+        "grad_clip": None,  # gradient-norm clip; None or 0 disables
+    },
+    "trainer": {
+        "max_epochs": 1,
+        "batch_size": 32,
+        "eval_batch_size": None,  # None: same as batch_size
+        "num_workers": 0,
+        "shuffle": True,
+        "drop_last": False,
+        "accelerator": "auto",
+        "devices": 1,
+        "precision": "32-true",
+        "limit_train_batches": None,
+        "log_every_n_steps": 50,
+        "progress_bar": True,
+        "deterministic": False,
+    },
+}
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict: ``base`` with ``update`` merged in recursively (``update`` wins on leaves)."""
+    out = copy.deepcopy(dict(base))
+    for key, val in update.items():
+        if isinstance(val, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], val)
+        else:
+            out[key] = copy.deepcopy(val)
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any, bool]:
+    """``"a.b=1e-3"`` -> ``("a.b", 0.001, False)``; a leading ``+`` allows a new key (third item).
+
+    The value is parsed with :func:`yaml.safe_load`, so ``true``, ``null``, ``[1, 2]`` and
+    ``{a: 1}`` work; ``1e-3`` is read as a float too (YAML 1.1 would keep it a string).
+    """
+    if not isinstance(text, str) or "=" not in text:
+        raise ValueError(f"--set: expected KEY=VALUE (e.g. optim.lr=1e-3), got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    add = key.startswith("+")
+    key = key.lstrip("+")
+    if not key or any(not part for part in key.split(".")):
+        raise ValueError(f"--set: expected a dotted key such as optim.lr, got {key!r} in {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ValueError(f"--set {key}: cannot parse value {raw!r}: {err}") from None
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value.lower() for c in ".e") else value
+        except ValueError:
+            pass
+    return key, value, add
+
+
+def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of ``config`` with ``KEY=VALUE`` overrides applied; unknown keys raise ValueError."""
+    out = copy.deepcopy(dict(config))
+    for text in overrides:
+        key, value, add = parse_override(text)
+        parts = key.split(".")
+        node = out
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            here = ".".join(parts[:depth]) or "<top level>"
+            if not isinstance(node, dict):
+                raise ValueError(
+                    f"--set {key}: {here} is a value ({node!r}), not a section; cannot set {part!r}"
+                )
+            if part not in node and not add:
+                valid = ", ".join(sorted(_dotted_keys(node, ".".join(parts[:depth]))))
+                raise ValueError(
+                    f"--set {key}: unknown key {part!r} under {here}; valid choices: {valid} "
+                    "(prefix the key with '+' to add a new one)"
+                )
+            if last:
+                node[part] = value
+            else:
+                if part not in node:
+                    node[part] = {}
+                node = node[part]
+    return out
+
+
+def _dotted_keys(node: Mapping[str, Any], prefix: str) -> list[str]:
+    return [f"{prefix}.{k}" if prefix else str(k) for k in node]
+
+
+def resolve_config(
+    spec: TaskSpec,
+    preset: str,
+    overrides: Iterable[str] = (),
+    model: str | None = None,
+) -> dict[str, Any]:
+    """The full configuration of a run of ``spec``.
+
+    Args:
+        spec: the task.
+        preset: a key of ``spec.presets`` (``"quick"``, ``"paper"``, ...).
+        overrides: ``"a.b.c=value"`` strings (see :func:`parse_override`).
+        model: model name (one of ``spec.models``); ``None`` keeps the preset's ``model.name``,
+            or the only model when the task has one.
+
+    Raises:
+        ValueError: unknown preset, model or override key (the message lists the valid choices).
+    """
+    if not isinstance(spec, TaskSpec):
+        raise TypeError(f"spec: expected a TaskSpec, got {type(spec).__name__}")
+    if preset not in spec.presets:
+        raise ValueError(
+            f"preset: unknown preset {preset!r} for task {spec.name!r}; "
+            f"valid choices: {', '.join(sorted(spec.presets))}"
+        )
+    cfg = deep_merge(ENGINE_DEFAULTS, spec.presets[preset])
+    per_model = cfg.pop("per_model", None) or {}
+    if model is None:
+        model = cfg.get("model", {}).get("name")
+        if model is None and len(spec.models) == 1:
+            model = spec.models[0]
+    if model is None:
+        raise ValueError(
+            f"model: task {spec.name!r} needs a model; valid choices: {', '.join(spec.models)}"
+        )
+    if model not in spec.models:
+        raise ValueError(
+            f"model: unknown model {model!r} for task {spec.name!r}; "
+            f"valid choices: {', '.join(spec.models)}"
+        )
+    if model in per_model:
+        cfg = deep_merge(cfg, per_model[model])
+    cfg["task"] = spec.name
+    cfg.setdefault("model", {})
+    cfg["model"]["name"] = model
+    cfg["preset"] = preset
+    cfg = apply_overrides(cfg, overrides)
+    if cfg["model"].get("name") not in spec.models:
+        raise ValueError(
+            f"model.name: unknown model {cfg['model'].get('name')!r} for task {spec.name!r}; "
+            f"valid choices: {', '.join(spec.models)}"
+        )
+    return cfg

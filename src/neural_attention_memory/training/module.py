@@ -1,0 +1,272 @@
+"""The Lightning module and sampler behind :func:`neural_attention_memory.training.fit`.
+
+One module trains every :class:`~.spec.TaskSpec`: it calls ``spec.compute(model, batch)``,
+aggregates each metric exactly over a split as ``sum(num) / sum(den)``, keeps the per-epoch history
+(saved inside checkpoints so a resumed run continues it), sets the learning rate of epoch ``e`` to
+``lr * lr_decay**e`` and reseeds every RNG at the start of each epoch from ``(seed, epoch)``. With
+the train sampler also seeded from ``(seed, epoch)``, an epoch's computation depends only on the
+weights and optimizer state at its start, which Lightning's checkpoint restores exactly; so a
+resumed run ends where an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Sampler
+
+from .spec import StepOutput, TaskSpec
+
+__all__ = ["EpochSeededSampler", "TaskModule", "derive_seed", "seed_all"]
+
+_MASK63 = (1 << 63) - 1
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    # splitmix64 finaliser: a bijection on 64-bit integers that scatters nearby inputs.
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def derive_seed(seed: int, *salt: int) -> int:
+    """A 63-bit seed mixed from ``seed`` and ``salt`` (e.g. the epoch), stable across runs."""
+    x = _mix64(int(seed) & _MASK64)
+    for s in salt:
+        x = _mix64(x ^ (int(s) & _MASK64))
+    return x & _MASK63
+
+
+def seed_all(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))  # noqa: NPY002 - user code may draw from the global RNG
+    torch.manual_seed(seed)
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Random permutation of ``range(n)`` from ``(seed, epoch)``; Lightning calls ``set_epoch``."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        if n < 0:
+            raise ValueError(f"n: expected a non-negative dataset size, got {n}")
+        self.n = int(n)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(derive_seed(self.seed, 1, self.epoch))
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+def _batch_size(batch: Any) -> int:
+    """Number of samples in ``batch`` (first dimension of its first tensor; 1 if none is found)."""
+    if isinstance(batch, Tensor):
+        return int(batch.shape[0]) if batch.dim() > 0 else 1
+    if isinstance(batch, Mapping):
+        items: Sequence[Any] = list(batch.values())
+    elif isinstance(batch, (list, tuple)):
+        items = batch
+    else:
+        return 1
+    for item in items:
+        n = _batch_size(item)
+        if n != 1 or isinstance(item, Tensor):
+            return n
+    return 1
+
+
+class _Sums:
+    """Running ``sum(num)``, ``sum(den)`` per metric, plus a sample-weighted loss, in float64."""
+
+    def __init__(self) -> None:
+        self.num: dict[str, float] = {}
+        self.den: dict[str, float] = {}
+        self.loss_sum = 0.0
+        self.count = 0.0
+
+    def add(self, out: StepOutput, n: int) -> None:
+        self.loss_sum += float(out.loss.detach().double()) * n
+        self.count += n
+        for name, pair in out.metrics.items():
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise TypeError(
+                    f"StepOutput.metrics[{name!r}]: expected a (numerator, denominator) pair, "
+                    f"got {type(pair).__name__}"
+                )
+            num, den = pair
+            self.num[name] = self.num.get(name, 0.0) + float(torch.as_tensor(num).detach().double())
+            self.den[name] = self.den.get(name, 0.0) + float(torch.as_tensor(den).detach().double())
+
+    def compute(self, reduce: Callable[[Tensor], Tensor]) -> dict[str, float]:
+        names = sorted(self.num)
+        # One all-reduce (a no-op on one device) over [loss_sum, count, num..., den...].
+        flat = torch.tensor(
+            [
+                self.loss_sum,
+                self.count,
+                *(self.num[n] for n in names),
+                *(self.den[n] for n in names),
+            ],
+            dtype=torch.float64,
+        )
+        flat = reduce(flat)
+        loss_sum, count, rest = float(flat[0]), float(flat[1]), flat[2:].tolist()
+        k = len(names)
+        out = {"loss": loss_sum / count if count > 0 else math.nan}
+        for i, name in enumerate(names):
+            den = rest[k + i]
+            out[name] = rest[i] / den if den > 0 else math.nan
+        return out
+
+
+class TaskModule(L.LightningModule):
+    """Wraps ``spec.build_model(config)``; trains with ``spec.compute``; evaluates named splits.
+
+    Args:
+        spec: the task.
+        config: resolved configuration (see :func:`~.config.resolve_config`).
+        eval_splits: names of the validation dataloaders, in order.
+        on_epoch_end: called as ``fn(module)`` after each epoch's history entry is complete
+            (the engine writes ``results.json`` there).
+    """
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        config: Mapping[str, Any],
+        eval_splits: Sequence[str] = (),
+        on_epoch_end: Callable[[TaskModule], None] | None = None,
+        model: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.config = config
+        self.model = model if model is not None else spec.build_model(config)
+        if not isinstance(self.model, nn.Module):
+            raise TypeError(
+                f"spec.build_model: expected an nn.Module, got {type(self.model).__name__}"
+            )
+        self.eval_splits = list(eval_splits)
+        self.on_epoch_end = on_epoch_end
+        self.seed = int(config.get("seed", 0))
+        self.history: list[dict[str, Any]] = []
+        self.elapsed_s = 0.0  # training wall-clock up to the last completed epoch (all sessions)
+        self.last_eval: dict[str, dict[str, float]] = {}
+        self._train_sums = _Sums()
+        self._eval_sums: list[_Sums] = []
+        self._epoch_t0 = 0.0
+        self._pending: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- optimisation
+    def _lr_at(self, epoch: int) -> float:
+        optim = self.config["optim"]
+        return float(optim["lr"]) * float(optim.get("lr_decay", 1.0) or 1.0) ** epoch
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        optim = self.config["optim"]
+        name = str(optim.get("name", "adam")).lower()
+        kwargs = {
+            "lr": self._lr_at(0),
+            "weight_decay": float(optim.get("weight_decay", 0.0) or 0.0),
+        }
+        if name == "adam":
+            return torch.optim.Adam(self.model.parameters(), **kwargs)
+        if name == "adamw":
+            return torch.optim.AdamW(self.model.parameters(), **kwargs)
+        raise ValueError(f"optim.name: expected 'adam' or 'adamw', got {name!r}")
+
+    # ----------------------------------------------------------------- training
+    def on_train_epoch_start(self) -> None:
+        epoch = self.current_epoch
+        # Epoch-level determinism: everything random in this epoch follows from (seed, epoch).
+        seed_all(derive_seed(self.seed, 2, epoch))
+        lr = self._lr_at(epoch)
+        for opt in self._optimizers():
+            for group in opt.param_groups:
+                group["lr"] = lr
+        self._train_sums = _Sums()
+        self._epoch_t0 = time.perf_counter()
+        self._pending = {"epoch": epoch, "lr": lr}
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        opts = self.optimizers(use_pl_optimizer=False)
+        return list(opts) if isinstance(opts, (list, tuple)) else [opts]
+
+    def _compute(self, batch: Any) -> StepOutput:
+        out = self.spec.compute(self.model, batch)
+        if not isinstance(out, StepOutput):
+            raise TypeError(f"spec.compute: expected a StepOutput, got {type(out).__name__}")
+        return out
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        out = self._compute(batch)
+        if not torch.isfinite(out.loss.detach()):
+            raise FloatingPointError(
+                f"training loss is {float(out.loss)} at epoch {self.current_epoch}, "
+                f"batch {batch_idx}"
+            )
+        self._train_sums.add(out, _batch_size(batch))
+        self.log("train/loss_step", out.loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        return out.loss
+
+    def on_train_epoch_end(self) -> None:
+        train = self._train_sums.compute(self._reduce)
+        for name, val in train.items():
+            self.log(f"train/{name}", val, on_step=False, on_epoch=True)
+        entry = dict(self._pending)
+        entry.update({f"train/{k}": v for k, v in train.items()})
+        for split, metrics in self.last_eval.items():
+            entry.update({f"{split}/{k}": v for k, v in metrics.items()})
+        epoch_s = time.perf_counter() - self._epoch_t0
+        self.elapsed_s += epoch_s
+        entry["epoch_s"] = epoch_s
+        self.history.append(entry)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(self)
+
+    # ----------------------------------------------------------------- evaluation
+    def on_validation_epoch_start(self) -> None:
+        self._eval_sums = [_Sums() for _ in self.eval_splits]
+
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_sums[dataloader_idx].add(self._compute(batch), _batch_size(batch))
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_eval = {}
+        for split, sums in zip(self.eval_splits, self._eval_sums, strict=True):
+            metrics = sums.compute(self._reduce)
+            self.last_eval[split] = metrics
+            for name, val in metrics.items():
+                self.log(f"{split}/{name}", val, add_dataloader_idx=False, prog_bar=False)
+
+    def _reduce(self, t: Tensor) -> Tensor:
+        if self._trainer is None:
+            return t
+        return self.trainer.strategy.reduce(t.to(self.device), reduce_op="sum").cpu()
+
+    # ----------------------------------------------------------------- checkpoint state
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nam_history"] = self.history
+        checkpoint["nam_elapsed_s"] = self.elapsed_s
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = list(checkpoint.get("nam_history", []))
+        self.elapsed_s = float(checkpoint.get("nam_elapsed_s", 0.0))

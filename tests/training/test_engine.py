@@ -1,0 +1,173 @@
+"""fit / evaluate on a tiny synthetic task: run-dir files, results.json, exact resume, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nam_toy_task import make_spec
+
+from neural_attention_memory.training import (
+    evaluate,
+    fit,
+    resolve_config,
+    select_epoch,
+)
+from neural_attention_memory.training.module import EpochSeededSampler, derive_seed
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return make_spec()
+
+
+def _strip(history):
+    # epoch_s is wall-clock; everything else must match exactly.
+    return [{k: v for k, v in e.items() if k != "epoch_s"} for e in history]
+
+
+def test_fit_writes_run_directory(spec, tmp_path):
+    cfg = resolve_config(spec, "quick", [])
+    res = fit(spec, cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    for rel in [
+        "config.yaml",
+        "meta.json",
+        "results.json",
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+        "logs/csv/metrics.csv",
+    ]:
+        assert (run / rel).is_file(), rel
+    assert any((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"] == {"name": "mlp", "hidden": 16, "dropout": 0.2}
+    assert saved["task"] == "toy" and saved["preset"] == "quick" and saved["seed"] == 0
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["seed"] == 0 and meta["torch"] == torch.__version__
+    assert {"lightning", "python", "git_sha", "command", "started"} <= set(meta)
+
+    on_disk = json.loads((run / "results.json").read_text())
+    assert on_disk["status"] == "finished" == res["status"]
+    assert on_disk["epochs_completed"] == 3 and len(on_disk["history"]) == 3
+    assert set(on_disk["splits"]) == {"train", "val", "far"}
+    assert set(on_disk["splits"]["val"]) == {"loss", "acc", "err"}
+    assert on_disk["num_params"] == 4 * 16 + 16 + 16 * 2 + 2
+    assert on_disk["wall_clock_s"] > 0
+    # The selected epoch is the first with the best val/acc, and splits hold that epoch's values.
+    accs = [e["val/acc"] for e in on_disk["history"]]
+    sel = accs.index(max(accs))
+    assert on_disk["selected_epoch"] == sel == on_disk["selection"]["epoch"]
+    for split in ("val", "far"):
+        for m, v in on_disk["splits"][split].items():
+            assert v == on_disk["history"][sel][f"{split}/{m}"]
+    # lr decays per epoch.
+    lrs = [e["lr"] for e in on_disk["history"]]
+    assert lrs == pytest.approx([0.02, 0.016, 0.0128])
+    # Metrics are aggregated exactly over the split: acc is a multiple of 1/96 and acc + err == 1.
+    for e in on_disk["history"]:
+        assert e["val/acc"] * 96 == pytest.approx(round(e["val/acc"] * 96))
+        assert e["val/acc"] + e["val/err"] == pytest.approx(1.0)
+    # The model learns the toy task.
+    assert on_disk["splits"]["val"]["acc"] > 0.8
+
+    # evaluate() on the best checkpoint reproduces the selected epoch's eval metrics.
+    ev = evaluate(run, spec=spec)
+    assert set(ev) == {"val", "far"}
+    assert ev["val"]["acc"] == on_disk["splits"]["val"]["acc"]
+    assert ev["far"]["loss"] == pytest.approx(on_disk["splits"]["far"]["loss"], rel=1e-6)
+    custom = evaluate(run, spec=spec, options={"scale": 4.0}, splits=["val"])
+    assert set(custom) == {"val", "custom"} and 0.0 <= custom["custom"]["acc"] <= 1.0
+    with pytest.raises(ValueError, match="valid choices"):
+        evaluate(run, spec=spec, splits=["nope"])
+
+    # A folder that holds a run is never overwritten without resume.
+    with pytest.raises(ValueError, match="already holds a run"):
+        fit(spec, cfg, run)
+
+
+def test_same_seed_same_metrics_and_resume_is_exact(spec, tmp_path):
+    cfg3 = resolve_config(spec, "quick", ["trainer.max_epochs=3"])
+    straight = fit(spec, cfg3, tmp_path / "a")
+    again = fit(spec, cfg3, tmp_path / "b")
+    assert _strip(straight["history"]) == _strip(again["history"])
+
+    # "Interrupt" after epoch 1, then resume to 3 epochs.
+    cfg1 = resolve_config(spec, "quick", ["trainer.max_epochs=1"])
+    first = fit(spec, cfg1, tmp_path / "c")
+    assert first["epochs_completed"] == 1
+    resumed = fit(spec, cfg3, tmp_path / "c", resume=True)
+    assert resumed["status"] == "finished"
+    assert _strip(resumed["history"]) == _strip(straight["history"])
+    assert resumed["splits"] == straight["splits"]
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert len(meta["resumes"]) == 1
+    assert (tmp_path / "c" / "logs" / "csv-resume1" / "metrics.csv").is_file()
+
+    # A different seed gives different numbers.
+    other = fit(spec, resolve_config(spec, "quick", ["seed=1"]), tmp_path / "d")
+    assert _strip(other["history"]) != _strip(straight["history"])
+
+
+def test_resume_without_checkpoint_starts_fresh(spec, tmp_path):
+    cfg = resolve_config(spec, "quick", ["trainer.max_epochs=1"])
+    res = fit(spec, cfg, tmp_path / "new", resume=True)
+    assert res["status"] == "finished" and res["epochs_completed"] == 1
+
+
+def test_failed_run_is_marked_failed(spec, tmp_path):
+    calls = {"n": 0}
+
+    def bad_compute(model, batch):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise RuntimeError("boom")
+        return spec.compute(model, batch)
+
+    bad = make_spec("toy_bad")
+    bad.compute = bad_compute
+    with pytest.raises(RuntimeError, match="boom"):
+        fit(bad, resolve_config(bad, "quick", []), tmp_path / "bad")
+    res = json.loads((tmp_path / "bad" / "results.json").read_text())
+    assert res["status"] == "failed" and "boom" in res["error"]
+
+
+def test_bad_selection_metric_and_config(spec, tmp_path):
+    wrong = make_spec("toy_wrong")
+    wrong.selection_metric = "nosplit/acc"
+    with pytest.raises(ValueError, match="valid splits: train, val, far"):
+        fit(wrong, resolve_config(wrong, "quick", []), tmp_path / "w")
+    wrong.selection_metric = "val/nometric"
+    with pytest.raises(ValueError, match="logged metrics"):
+        fit(wrong, resolve_config(wrong, "quick", []), tmp_path / "w2")
+    cfg = resolve_config(spec, "quick", ["trainer.max_epochs=0"])
+    with pytest.raises(ValueError, match="trainer.max_epochs"):
+        fit(spec, cfg, tmp_path / "z")
+    with pytest.raises(TypeError, match="spec"):
+        fit("toy", cfg, tmp_path / "z")
+
+
+def test_select_epoch_first_best_and_nan():
+    h = [{"v/a": 0.5}, {"v/a": float("nan")}, {"v/a": 0.7}, {"v/a": 0.7}, {}]
+    assert select_epoch(h, "v/a", "max") == 2
+    assert select_epoch(h, "v/a", "min") == 0
+    assert select_epoch([{"v/a": float("nan")}], "v/a", "max") is None
+
+
+def test_sampler_depends_on_seed_and_epoch():
+    s = EpochSeededSampler(50, seed=3)
+    p0 = list(s)
+    s.set_epoch(1)
+    p1 = list(s)
+    assert sorted(p0) == sorted(p1) == list(range(50)) and p0 != p1
+    s.set_epoch(0)
+    assert list(s) == p0
+    assert list(EpochSeededSampler(50, seed=4)) != p0
+    assert derive_seed(1, 2) != derive_seed(2, 1)
