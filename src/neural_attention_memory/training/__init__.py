@@ -7,7 +7,14 @@ run directory (config, meta, logs, checkpoints, ``results.json``) and resumes it
 preset plus ``--set key=value`` overrides into the run's configuration.
 """
 
-from .config import ENGINE_DEFAULTS, apply_overrides, deep_merge, parse_override, resolve_config
+from .config import (
+    ENGINE_DEFAULTS,
+    ConfigError,
+    apply_overrides,
+    deep_merge,
+    parse_override,
+    resolve_config,
+)
 from .engine import count_parameters, evaluate, fit, select_epoch
 from .rundir import (
     atomic_write_json,
@@ -20,6 +27,7 @@ from .spec import StepOutput, TaskSpec
 
 __all__ = [
     "ENGINE_DEFAULTS",
+    "ConfigError",
     "StepOutput",
     "TaskSpec",
     "apply_overrides",

@@ -20,7 +20,22 @@ import yaml
 
 from .spec import TaskSpec
 
-__all__ = ["ENGINE_DEFAULTS", "apply_overrides", "deep_merge", "parse_override", "resolve_config"]
+__all__ = [
+    "ENGINE_DEFAULTS",
+    "ConfigError",
+    "apply_overrides",
+    "deep_merge",
+    "parse_override",
+    "resolve_config",
+]
+
+
+class ConfigError(ValueError):
+    """Bad user input: unknown preset/model/key, a malformed override, a run folder in use.
+
+    The CLI prints these as one-line errors (exit code 2) instead of a traceback.
+    """
+
 
 #: Keys the engine reads; every preset gets these unless it sets its own.
 ENGINE_DEFAULTS: dict[str, Any] = {
@@ -71,17 +86,17 @@ def parse_override(text: str) -> tuple[str, Any, bool]:
     ``{a: 1}`` work; ``1e-3`` is read as a float too (YAML 1.1 would keep it a string).
     """
     if not isinstance(text, str) or "=" not in text:
-        raise ValueError(f"--set: expected KEY=VALUE (e.g. optim.lr=1e-3), got {text!r}")
+        raise ConfigError(f"--set: expected KEY=VALUE (e.g. optim.lr=1e-3), got {text!r}")
     key, raw = text.split("=", 1)
     key = key.strip()
     add = key.startswith("+")
     key = key.lstrip("+")
     if not key or any(not part for part in key.split(".")):
-        raise ValueError(f"--set: expected a dotted key such as optim.lr, got {key!r} in {text!r}")
+        raise ConfigError(f"--set: expected a dotted key such as optim.lr, got {key!r} in {text!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ValueError(f"--set {key}: cannot parse value {raw!r}: {err}") from None
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {err}") from None
     if isinstance(value, str):
         try:
             value = float(value) if any(c in value.lower() for c in ".e") else value
@@ -101,12 +116,12 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
             last = depth == len(parts) - 1
             here = ".".join(parts[:depth]) or "<top level>"
             if not isinstance(node, dict):
-                raise ValueError(
+                raise ConfigError(
                     f"--set {key}: {here} is a value ({node!r}), not a section; cannot set {part!r}"
                 )
             if part not in node and not add:
                 valid = ", ".join(sorted(_dotted_keys(node, ".".join(parts[:depth]))))
-                raise ValueError(
+                raise ConfigError(
                     f"--set {key}: unknown key {part!r} under {here}; valid choices: {valid} "
                     "(prefix the key with '+' to add a new one)"
                 )
@@ -144,7 +159,7 @@ def resolve_config(
     if not isinstance(spec, TaskSpec):
         raise TypeError(f"spec: expected a TaskSpec, got {type(spec).__name__}")
     if preset not in spec.presets:
-        raise ValueError(
+        raise ConfigError(
             f"preset: unknown preset {preset!r} for task {spec.name!r}; "
             f"valid choices: {', '.join(sorted(spec.presets))}"
         )
@@ -155,11 +170,11 @@ def resolve_config(
         if model is None and len(spec.models) == 1:
             model = spec.models[0]
     if model is None:
-        raise ValueError(
+        raise ConfigError(
             f"model: task {spec.name!r} needs a model; valid choices: {', '.join(spec.models)}"
         )
     if model not in spec.models:
-        raise ValueError(
+        raise ConfigError(
             f"model: unknown model {model!r} for task {spec.name!r}; "
             f"valid choices: {', '.join(spec.models)}"
         )
@@ -171,7 +186,7 @@ def resolve_config(
     cfg["preset"] = preset
     cfg = apply_overrides(cfg, overrides)
     if cfg["model"].get("name") not in spec.models:
-        raise ValueError(
+        raise ConfigError(
             f"model.name: unknown model {cfg['model'].get('name')!r} for task {spec.name!r}; "
             f"valid choices: {', '.join(spec.models)}"
         )

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .config import ENGINE_DEFAULTS, deep_merge
+from .config import ENGINE_DEFAULTS, ConfigError, deep_merge
 from .module import EpochSeededSampler, TaskModule, derive_seed, seed_all
 from .rundir import (
     CONFIG_FILE,
@@ -229,22 +229,22 @@ def fit(
     config = deep_merge(ENGINE_DEFAULTS, config)
     config["task"] = spec.name
     if config["model"].get("name") not in spec.models:
-        raise ValueError(
+        raise ConfigError(
             f"config['model']['name']: expected one of {', '.join(spec.models)}, "
             f"got {config['model'].get('name')!r}"
         )
     tcfg = config["trainer"]
     max_epochs = tcfg.get("max_epochs")
     if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 1:
-        raise ValueError(f"trainer.max_epochs: expected an integer >= 1, got {max_epochs!r}")
+        raise ConfigError(f"trainer.max_epochs: expected an integer >= 1, got {max_epochs!r}")
     seed = config.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed: expected an integer, got {seed!r}")
+        raise ConfigError(f"seed: expected an integer, got {seed!r}")
 
     run_dir = Path(run_dir)
     last = run_dir / LAST_CKPT
     if not resume and (last.exists() or (run_dir / RESULTS_FILE).exists()):
-        raise ValueError(
+        raise ConfigError(
             f"run_dir: {run_dir} already holds a run; resume it (resume=True / --resume) "
             "or choose another folder"
         )
@@ -404,14 +404,14 @@ def evaluate(
         wanted = list(splits) if splits is not None else available
         for s in wanted:
             if s not in built:
-                raise ValueError(
+                raise ConfigError(
                     f"split: unknown split {s!r} for task {spec.name!r}; "
                     f"valid choices: {', '.join(sorted(built))}"
                 )
             to_eval[s] = built[s]
     if options:
         if spec.build_eval_dataset is None:
-            raise ValueError(
+            raise ConfigError(
                 f"options: task {spec.name!r} does not build custom evaluation sets "
                 f"(got {dict(options)}); use --split with one of its splits"
             )
@@ -419,7 +419,7 @@ def evaluate(
     if datasets:
         to_eval.update(datasets)
     if not to_eval:
-        raise ValueError("splits/datasets/options: nothing to evaluate")
+        raise ConfigError("splits/datasets/options: nothing to evaluate")
 
     seed_all(derive_seed(seed, 0))
     module = TaskModule(spec, config, eval_splits=list(to_eval))
