@@ -35,12 +35,15 @@ from torch import Tensor, nn
 
 from ..functional import nam_read, nam_write, unit_norm
 
-__all__ = ["ACTIONS", "NAMTMState", "NAMTuringMachine"]
+__all__ = ["ACTIONS", "NAMTMState", "NAMTMStepState", "NAMTuringMachine"]
 
 ACTIONS: tuple[str, ...] = ("noop", "left", "right", "jump")
 
 NAMTMState = tuple[Tensor, Tensor, Tensor]
 """``(tape [B, N, d, L], key_tape [B, N, d, L], heads [B, N, 2, L])``."""
+
+NAMTMStepState = tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]
+"""``(tape, key_tape, heads, (h, c))``: the tapes, heads and the controller LSTM's state."""
 
 _EPS = 1e-6
 
@@ -248,7 +251,10 @@ class NAMTuringMachine(nn.Module):
         heads: Tensor | None = None,
         padding_mask: Tensor | None = None,
         tape_length: int | None = None,
-    ) -> tuple[Tensor, NAMTMState]:
+        *,
+        controller_state: tuple[Tensor, Tensor] | None = None,
+        return_controller_state: bool = False,
+    ) -> tuple[Tensor, NAMTMState] | tuple[Tensor, NAMTMState, tuple[Tensor, Tensor]]:
         """Run the sequence (fast path).
 
         Args:
@@ -259,14 +265,18 @@ class NAMTuringMachine(nn.Module):
             padding_mask: `[B, T]` bool, True = padding, right padding only: padded steps read,
                 write and move nothing.
             tape_length: cells of blank tapes (default ``self.tape_length``).
+            controller_state: the controller LSTM's ``(h, c)`` `[1, B, dim]` each, to continue a
+                sequence split in pieces (see :meth:`step`); None = zeros.
+            return_controller_state: also return the controller's final ``(h, c)``.
         Returns:
-            ``outputs [B, T, dim]`` and ``(tape, key_tape, heads)`` after the last step.
+            ``outputs [B, T, dim]`` and ``(tape, key_tape, heads)`` after the last step (after each
+            sequence's last real token), then ``(h, c)`` if ``return_controller_state``.
         """
         x, vt, kt, H0, pad = self._check_inputs(x, tape, heads, padding_mask, tape_length)
         B, T = x.shape[:2]
         N, d, L = self.num_tapes, self.head_dim, vt.shape[-1]
         BN = B * N
-        c, _ = self.controller(x)
+        c, hc = self._control(x, pad, controller_state)
         plan = self._gates_actions(c, x, pad)
 
         def tm(t: Tensor | None, *tail: int) -> Tensor | None:
@@ -323,7 +333,8 @@ class NAMTuringMachine(nn.Module):
         TT = TT.view(B, N, -1, L)
         vt_out = TT[:, :, :d]
         kt_out = TT[:, :, d:] if self.jump else kt
-        return out, (vt_out, kt_out, Hd.view(B, N, 2, L))
+        state = (vt_out, kt_out, Hd.view(B, N, 2, L))
+        return (out, state, hc) if return_controller_state else (out, state)
 
     def forward_reference(
         self,
@@ -332,19 +343,29 @@ class NAMTuringMachine(nn.Module):
         heads: Tensor | None = None,
         padding_mask: Tensor | None = None,
         tape_length: int | None = None,
-    ) -> tuple[Tensor, NAMTMState]:
+        *,
+        controller_state: tuple[Tensor, Tensor] | None = None,
+        return_controller_state: bool = False,
+    ) -> tuple[Tensor, NAMTMState] | tuple[Tensor, NAMTMState, tuple[Tensor, Tensor]]:
         """The slow twin of :meth:`forward`: same arguments, same results, line by line."""
         x, vt, kt, H0, pad = self._check_inputs(x, tape, heads, padding_mask, tape_length)
+        hc = self._check_controller_state(controller_state, x)
+        if hc is None:
+            hc = (x.new_zeros(1, x.shape[0], self.dim), x.new_zeros(1, x.shape[0], self.dim))
         B, T = x.shape[:2]
         N = self.num_tapes
         tapes = [vt[:, n] for n in range(N)]  # [B, d, L] each
         keys = [kt[:, n] for n in range(N)]
         Hr = [H0[:, n, 0] for n in range(N)]  # [B, L] each
         Hw = [H0[:, n, 1] for n in range(N)]
-        hc = None
         reads = []
         for t in range(T):
-            c_t, hc = self.controller(x[:, t : t + 1], hc)  # the controller, one token at a time
+            c_t, hc_t = self.controller(x[:, t : t + 1], hc)  # the controller, one token at a time
+            hc = (
+                hc_t
+                if pad is None
+                else tuple(torch.where(pad[None, :, t, None], a, b) for a, b in zip(hc, hc_t))
+            )
             p = self._gates_actions(
                 c_t, x[:, t : t + 1], None if pad is None else pad[:, t : t + 1]
             )
@@ -375,4 +396,65 @@ class NAMTuringMachine(nn.Module):
         r = torch.stack(reads, dim=1)  # [B, T, N, d]
         out = self.out_proj(r.reshape(B, T, -1))
         heads_out = torch.stack([torch.stack([Hr[n], Hw[n]], dim=1) for n in range(N)], dim=1)
-        return out, (torch.stack(tapes, dim=1), torch.stack(keys, dim=1), heads_out)
+        state = (torch.stack(tapes, dim=1), torch.stack(keys, dim=1), heads_out)
+        return (out, state, hc) if return_controller_state else (out, state)
+
+    def step(
+        self, x_t: Tensor, state: NAMTMStepState | None = None
+    ) -> tuple[Tensor, NAMTMStepState]:
+        """One token: ``x_t [B, dim]``, ``state = (tape, key_tape, heads, (h, c))`` or None.
+
+        Returns ``out_t [B, dim]`` and the new state; stepping token by token equals :meth:`forward`.
+        """
+        if not isinstance(x_t, Tensor) or x_t.dim() != 2:
+            got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t: expected shape [B, dim={self.dim}], got {got}")
+        if state is None:
+            out, st, hc = self.forward(x_t[:, None], return_controller_state=True)
+        else:
+            if not (isinstance(state, tuple) and len(state) == 4):
+                raise TypeError(
+                    "state: expected None or (tape, key_tape, heads, (h, c)), "
+                    f"got {type(state).__name__}"
+                )
+            vt, kt, heads, hc = state
+            out, st, hc = self.forward(
+                x_t[:, None], (vt, kt), heads, controller_state=hc, return_controller_state=True
+            )
+        return out[:, 0], (*st, hc)
+
+    def _check_controller_state(self, hc: object, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        if hc is None:
+            return None
+        want = (1, x.shape[0], self.dim)
+        if not (isinstance(hc, tuple) and len(hc) == 2) or any(
+            not isinstance(t, Tensor) or tuple(t.shape) != want for t in hc
+        ):
+            raise ValueError(f"controller_state: expected a tuple (h, c) of shape {want} each")
+        if hc[0].dtype != x.dtype or hc[1].dtype != x.dtype:
+            raise TypeError(f"controller_state: expected dtype {x.dtype} (same as x)")
+        return hc
+
+    def _control(
+        self, x: Tensor, pad: Tensor | None, hc: object
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """The controller LSTM over all steps at once; its final state skips trailing padding."""
+        hc = self._check_controller_state(hc, x)
+        if pad is None:
+            return self.controller(x, hc)
+        lengths = (~pad).sum(1)
+        if bool((lengths == 0).any()):
+            # An all-padding row: pack_padded_sequence needs length >= 1; the row's state must not
+            # move, so run it with length 1 and restore the state below.
+            lengths = lengths.clamp_min(1)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        c, (h, cc) = self.controller(packed, hc)
+        c, _ = nn.utils.rnn.pad_packed_sequence(c, batch_first=True, total_length=x.shape[1])
+        empty = pad.all(1)
+        if bool(empty.any()):
+            h0, c0 = hc if hc is not None else (torch.zeros_like(h), torch.zeros_like(cc))
+            h = torch.where(empty[None, :, None], h0, h)
+            cc = torch.where(empty[None, :, None], c0, cc)
+        return c, (h, cc)
