@@ -94,16 +94,20 @@ def _batch_size(batch: Any) -> int:
 
 
 class _Sums:
-    """Running ``sum(num)``, ``sum(den)`` per metric, plus a sample-weighted loss, in float64."""
+    """Running ``sum(num)``, ``sum(den)`` per metric, plus a sample-weighted loss, in float64.
+
+    Sums stay tensors on the batch's device, so an accelerator is not synchronised every step;
+    they become Python floats once per epoch in :meth:`compute`.
+    """
 
     def __init__(self) -> None:
-        self.num: dict[str, float] = {}
-        self.den: dict[str, float] = {}
-        self.loss_sum = 0.0
-        self.count = 0.0
+        self.num: dict[str, Tensor] = {}
+        self.den: dict[str, Tensor] = {}
+        self.loss_sum: Tensor | float = 0.0
+        self.count = 0
 
     def add(self, out: StepOutput, n: int) -> None:
-        self.loss_sum += float(out.loss.detach().double()) * n
+        self.loss_sum = self.loss_sum + out.loss.detach().double() * n
         self.count += n
         for name, pair in out.metrics.items():
             if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
@@ -111,22 +115,16 @@ class _Sums:
                     f"StepOutput.metrics[{name!r}]: expected a (numerator, denominator) pair, "
                     f"got {type(pair).__name__}"
                 )
-            num, den = pair
-            self.num[name] = self.num.get(name, 0.0) + float(torch.as_tensor(num).detach().double())
-            self.den[name] = self.den.get(name, 0.0) + float(torch.as_tensor(den).detach().double())
+            num, den = (torch.as_tensor(x).detach().double().reshape(()) for x in pair)
+            self.num[name] = self.num[name] + num if name in self.num else num
+            self.den[name] = self.den[name] + den if name in self.den else den
 
     def compute(self, reduce: Callable[[Tensor], Tensor]) -> dict[str, float]:
         names = sorted(self.num)
         # One all-reduce (a no-op on one device) over [loss_sum, count, num..., den...].
-        flat = torch.tensor(
-            [
-                self.loss_sum,
-                self.count,
-                *(self.num[n] for n in names),
-                *(self.den[n] for n in names),
-            ],
-            dtype=torch.float64,
-        )
+        parts = [self.loss_sum, float(self.count), *(self.num[n] for n in names)]
+        parts += [self.den[n] for n in names]
+        flat = torch.stack([torch.as_tensor(p, dtype=torch.float64).cpu() for p in parts])
         flat = reduce(flat)
         loss_sum, count, rest = float(flat[0]), float(flat[1]), flat[2:].tolist()
         k = len(names)
@@ -218,7 +216,8 @@ class TaskModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         out = self._compute(batch)
-        if not torch.isfinite(out.loss.detach()):
+        # Fail fast on a diverged run; on an accelerator this check would sync every step.
+        if out.loss.device.type == "cpu" and not torch.isfinite(out.loss.detach()):
             raise FloatingPointError(
                 f"training loss is {float(out.loss)} at epoch {self.current_epoch}, "
                 f"batch {batch_idx}"
