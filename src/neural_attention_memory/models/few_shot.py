@@ -32,6 +32,7 @@ from ..functional import nam_write, unit_norm
 __all__ = [
     "CosineClassifier",
     "FewShotHeadConfig",
+    "FewShotNetwork",
     "GateNet",
     "NAMFewShotClassifier",
     "build_head",
@@ -358,3 +359,21 @@ def build_head(config: FewShotHeadConfig) -> CosineClassifier | NAMFewShotClassi
             config.p_e_init,
         )
     raise ValueError(f"head: expected 'cosine' or 'nam', got {config.head!r}")
+
+
+class FewShotNetwork(nn.Module):
+    """A feature extractor followed by a few-shot head (stage 1 trains both on base classes).
+
+    ``forward(images)`` scores the head's current classes (base only without an episode);
+    ``features(images)`` exposes the backbone output `[B, d]` used as keys / support features.
+    """
+
+    def __init__(self, backbone: nn.Module, head: CosineClassifier | NAMFewShotClassifier) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def features(self, images: Tensor) -> Tensor:
+        return self.backbone(images)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.backbone(images))
