@@ -1,0 +1,123 @@
+"""Few-shot experiment: metrics, verdict, stage-2 episodes and a tiny end-to-end reproduce run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from neural_attention_memory.experiments import fewshot as fs
+from neural_attention_memory.experiments.registry import get_reproducer, get_task, list_tasks
+
+# A tiny glyph set and short runs: the whole pipeline in a few seconds.
+TINY = (
+    "stage1:+data.glyphs.scripts=[digits, greek, latin]",
+    "stage1:data.glyphs.samples_per_class=24",
+    "stage1:data.glyphs.base_test=6",
+    "stage1:data.glyphs.image_size=16",
+    "stage1:model.widths=[8, 16]",
+    "stage1:trainer.max_epochs=1",
+    "stage2:trainer.max_epochs=1",
+    "stage2:data.train_episodes=20",
+    "stage2:data.val_episodes=10",
+    "stage2:data.n_query_base=20",
+    "stage2:data.n_query_novel=5",
+    "trainer.progress_bar=false",
+)
+
+
+def test_registered():
+    assert {fs.STAGE1, fs.STAGE2} <= set(list_tasks("fewshot"))
+    assert get_task(fs.STAGE2).models == ("cosine", "cosine_att", "nam")
+    assert get_reproducer("fewshot") is fs.reproduce_fewshot
+
+
+def test_episode_metrics_by_hand():
+    # 2 base columns, 2 novel columns; queries: two base, two novel.
+    scores = torch.tensor(
+        [
+            [5.0, 1.0, 0.0, 0.0],  # base 0 -> base 0 (right)
+            [0.0, 1.0, 3.0, 0.0],  # base 1 -> novel 2 (cross); among base: 1 (right)
+            [0.0, 0.0, 1.0, 2.0],  # novel 2 -> novel 3 (wrong novel)
+            [4.0, 0.0, 1.0, 0.0],  # novel 2 -> base 0 (cross); among novel: 2 (right)
+        ]
+    )
+    labels = torch.tensor([0, 1, 2, 2])
+    is_novel = torch.tensor([False, False, True, True])
+    m = {
+        k: (int(a), int(b)) for k, (a, b) in fs.episode_metrics(scores, labels, is_novel, 2).items()
+    }
+    assert m["joint_acc"] == (1, 4)
+    assert m["base_acc"] == (2, 2)
+    assert m["novel_acc"] == (1, 2)
+    assert m["fp_base_to_novel"] == (1, 2)
+    assert m["fp_novel_to_base"] == (1, 2)
+    assert m["conf_base_right"] == (1, 2) and m["conf_base_wrong"] == (0, 2)
+    assert m["conf_novel_right"] == (0, 2) and m["conf_novel_wrong"] == (1, 2)
+
+
+def test_summarize_and_verdict():
+    s = fs.summarize({"x": np.array([0.5, 0.7, 0.6, 0.6])})
+    assert s["x"]["mean"] == pytest.approx(60.0)
+    assert s["x"]["ci95"] == pytest.approx(100 * 1.96 * np.std([0.5, 0.7, 0.6, 0.6], ddof=1) / 2)
+    d = {
+        "joint_acc": {"mean": 0.5, "ci95": 1.0},
+        "fp_base_to_novel": {"mean": -3.0, "ci95": 1.0},
+        "fp_novel_to_base": {"mean": -2.0, "ci95": 1.0},
+    }
+    assert fs.verdict(d).startswith("yes")
+    d["fp_novel_to_base"] = {"mean": 2.0, "ci95": 1.0}
+    assert fs.verdict(d) == "no: FP b→n lower, FP n→b higher, joint not worse"
+    d["joint_acc"] = {"mean": -3.0, "ci95": 1.0}
+    assert fs.verdict(d).endswith("joint worse")
+
+
+def test_overrides_for():
+    ov = ("stage1:a=1", "stage2:b=2", "c=3")
+    assert fs.overrides_for(fs.STAGE1, ov) == ["a=1", "c=3"]
+    assert fs.overrides_for(fs.STAGE2, ov) == ["b=2", "c=3"]
+
+
+def test_stage2_needs_stage1_run():
+    from neural_attention_memory.training import resolve_config
+
+    cfg = resolve_config(get_task(fs.STAGE2), "quick", model="nam")
+    with pytest.raises(ValueError, match="data.stage1_run"):
+        fs.build_stage2_head(cfg)
+
+
+def test_reproduce_end_to_end_and_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAM_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "out"
+    report = fs.reproduce_fewshot("quick", out, test_episodes=20, overrides=TINY)
+    text = report.read_text()
+    assert "| 1shot | nam |" in text and "| 5shot | cosine |" in text
+    assert (out / "glyphs.png").is_file()
+    res = json.loads((out / "results.json").read_text())
+    setting = res["datasets"]["glyphs"]["settings"]["5shot"]
+    for head in ("cosine", "nam"):
+        s = setting[head]["summary"]
+        for m in ("novel_acc", "base_acc", "joint_acc", "fp_base_to_novel", "fp_novel_to_base"):
+            assert 0.0 <= s[m]["mean"] <= 100.0 and s[m]["ci95"] >= 0.0
+        # The confusion summary partitions base and novel queries.
+        for g in ("base", "novel"):
+            total = sum(s[f"conf_{g}_{c}"]["mean"] for c in ("right", "wrong", "cross"))
+            assert total == pytest.approx(100.0)
+    assert "nam_minus_cosine" in setting
+    # The stage-2 head starts from the stage-1 base weights.
+    s1_dir = res["datasets"]["glyphs"]["stage1"]["run_dir"]
+    net, _ = fs.load_stage1(s1_dir)
+    cfg = json.loads(json.dumps(fs.STAGE2_PRESETS["quick"]))
+    cfg["data"]["stage1_run"] = s1_dir
+    cfg["model"]["name"] = "cosine_att"
+    head = fs.build_stage2_head(cfg)
+    assert torch.equal(head.weight_base, net.head.weight_base)
+    # Features are cached in the stage-1 run and reused.
+    feats = fs.stage1_features(s1_dir)
+    assert (tmp_path / "out").exists() and feats.shape[1] == net.head.dim
+    # Re-running reuses every finished run and gives the same figures.
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("best.ckpt")}
+    fs.reproduce_fewshot("quick", out, test_episodes=20, overrides=TINY)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("best.ckpt")} == before
+    again = json.loads((out / "results.json").read_text())
+    assert again["datasets"]["glyphs"]["settings"] == res["datasets"]["glyphs"]["settings"]
