@@ -202,6 +202,24 @@ def eval_(
 
 
 @app.command()
+def plot(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders of length-generalisation tasks."),
+    out: Path = typer.Option(Path("accuracy_vs_length.png"), "--out", help="PNG file to write."),
+    metric: str = typer.Option("seq_acc", "--metric", help="seq_acc or tok_acc."),
+    count: int = typer.Option(128, "--count", min=1, help="Samples per length."),
+) -> None:
+    """Plot accuracy vs length (digits; SCAN: actions) for one or several runs into one PNG."""
+    from .experiments.generalization import plot_length_curves
+    from .training import ConfigError
+
+    try:
+        path = plot_length_curves(run_dirs, out, metric=metric, count=count)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(f"plot: {path}")
+
+
+@app.command()
 def reproduce(
     family: str = typer.Argument(..., help="Experiment family, e.g. generalization, lra, fewshot."),
     preset: str = typer.Option("quick", "--preset", "-p", help="quick or paper."),

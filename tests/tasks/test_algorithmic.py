@@ -205,7 +205,9 @@ def test_errors_name_the_argument_and_choices() -> None:
         make_example("palin", 0, np.random.default_rng(0))
     with pytest.raises(ValueError, match="symbols"):
         alg.encode(["nope"])
-    assert parse_range("7") == (7, 7) and parse_range([2, 4]) == (2, 4)
+    assert parse_range("7") == (7, 7) and parse_range([2, 4]) == (2, 4) and parse_range(7) == (7, 7)
+    with pytest.raises(ValueError, match="digits"):
+        parse_range(0)
 
 
 def test_aliases() -> None:

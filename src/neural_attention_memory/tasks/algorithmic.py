@@ -260,8 +260,10 @@ def make_example(task: str, n: int, rng: np.random.Generator, **params: Any) -> 
 
 
 def parse_range(value: object, name: str = "digits") -> tuple[int, int]:
-    """``"11-13"``, ``"7"``, ``(11, 13)`` or ``[11, 13]`` -> ``(11, 13)`` with ``1 <= lo <= hi``."""
+    """``"11-13"``, ``"7"``, ``7``, ``(11, 13)`` or ``[11, 13]`` -> ``(lo, hi)``, ``1 <= lo <= hi``."""
     lo_hi: Sequence[Any]
+    if isinstance(value, int) and not isinstance(value, bool):  # e.g. ``--digits 7`` parsed by YAML
+        value = [value, value]
     if isinstance(value, str):
         parts = value.replace(" ", "").split("-")
         lo_hi = parts if len(parts) == 2 else parts * 2 if len(parts) == 1 else ()
