@@ -86,7 +86,7 @@ def test_train_writes_run_and_prints_table(toy_registry, tmp_path):
     )
     assert res.exit_code == 0, res.output
     metrics = json.loads(out.read_text())["metrics"]
-    assert set(metrics) == {"far", "custom"}
+    assert set(metrics) == {"far", "scale=5"}
     res = runner.invoke(app, ["eval", str(run), "--split", "nope"])
     assert res.exit_code == 2 and "valid choices" in _err(res)
     res = runner.invoke(app, ["eval", str(run), "--colour", "red"])

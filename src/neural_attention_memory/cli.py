@@ -181,7 +181,8 @@ def eval_(
         _fail(err)
     names: list[str] = []
     for vals in metrics.values():
-        names += [m for m in vals if m not in names]
+        names += [m for m in vals if m not in names and m != "loss"]
+    names.append("loss")
     rows = [
         [
             name,

@@ -84,7 +84,7 @@ def test_fit_writes_run_directory(spec, tmp_path):
     assert ev["val"]["acc"] == on_disk["splits"]["val"]["acc"]
     assert ev["far"]["loss"] == pytest.approx(on_disk["splits"]["far"]["loss"], rel=1e-6)
     custom = evaluate(run, spec=spec, options={"scale": 4.0}, splits=["val"])
-    assert set(custom) == {"val", "custom"} and 0.0 <= custom["custom"]["acc"] <= 1.0
+    assert set(custom) == {"val", "scale=4.0"} and 0.0 <= custom["scale=4.0"]["acc"] <= 1.0
     with pytest.raises(ValueError, match="valid choices"):
         evaluate(run, spec=spec, splits=["nope"])
 
@@ -171,3 +171,18 @@ def test_sampler_depends_on_seed_and_epoch():
     assert list(s) == p0
     assert list(EpochSeededSampler(50, seed=4)) != p0
     assert derive_seed(1, 2) != derive_seed(2, 1)
+
+
+def test_diverging_loss_fails_fast(spec, tmp_path):
+    nan = make_spec("toy_nan")
+
+    def nan_compute(model, batch):
+        out = spec.compute(model, batch)
+        out.loss = out.loss * float("nan")
+        return out
+
+    nan.compute = nan_compute
+    with pytest.raises(FloatingPointError, match="training loss is nan at epoch 0, batch 0"):
+        fit(nan, resolve_config(nan, "quick", []), tmp_path / "nan")
+    res = json.loads((tmp_path / "nan" / "results.json").read_text())
+    assert res["status"] == "failed" and res["epochs_completed"] == 0

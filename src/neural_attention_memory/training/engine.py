@@ -122,6 +122,22 @@ def _trainer_kwargs(tcfg: Mapping[str, Any]) -> dict[str, Any]:
     return kw
 
 
+def _progress_bar() -> Any:
+    """Lightning's default bar (rich when installed, else tqdm) without the logger-version field."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
+
+    base = RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar
+
+    class _Bar(base):  # type: ignore[valid-type,misc]
+        def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+            items = super().get_metrics(trainer, pl_module)
+            items.pop("v_num", None)  # the logger "version" is a folder name here, not a number
+            return items
+
+    return _Bar()
+
+
 def _loggers(run_dir: Path) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger
 
@@ -316,7 +332,7 @@ def fit(
         default_root_dir=run_dir,
         max_epochs=max_epochs,
         logger=_loggers(run_dir),
-        callbacks=[ckpt_cb],
+        callbacks=[ckpt_cb, _progress_bar()] if tcfg.get("progress_bar", True) else [ckpt_cb],
         gradient_clip_val=float(grad_clip) if grad_clip else None,
         gradient_clip_algorithm="norm",
         num_sanity_val_steps=0,
@@ -370,7 +386,7 @@ def evaluate(
             ``options`` are given).
         datasets: extra ``{name: Dataset}`` evaluated with the task's collate function.
         options: passed to ``spec.build_eval_dataset(config, seed, options)`` (e.g.
-            ``{"digits": "17-22"}``); the result is reported under the name ``"custom"``.
+            ``{"digits": "17-22"}``); the result is reported under ``"digits=17-22"``.
         checkpoint: ``"best"``, ``"last"`` or a path to a ``.ckpt`` file.
         spec: the task (default: looked up in the registry by the run's ``config.yaml``).
 
@@ -415,7 +431,8 @@ def evaluate(
                 f"options: task {spec.name!r} does not build custom evaluation sets "
                 f"(got {dict(options)}); use --split with one of its splits"
             )
-        to_eval["custom"] = spec.build_eval_dataset(config, seed, dict(options))
+        name = ",".join(f"{k}={v}" for k, v in options.items())
+        to_eval[name] = spec.build_eval_dataset(config, seed, dict(options))
     if datasets:
         to_eval.update(datasets)
     if not to_eval:

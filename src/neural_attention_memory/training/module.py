@@ -219,7 +219,7 @@ class TaskModule(L.LightningModule):
         # Fail fast on a diverged run; on an accelerator this check would sync every step.
         if out.loss.device.type == "cpu" and not torch.isfinite(out.loss.detach()):
             raise FloatingPointError(
-                f"training loss is {float(out.loss)} at epoch {self.current_epoch}, "
+                f"training loss is {float(out.loss.detach())} at epoch {self.current_epoch}, "
                 f"batch {batch_idx}"
             )
         self._train_sums.add(out, _batch_size(batch))

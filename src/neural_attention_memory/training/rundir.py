@@ -39,6 +39,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_yaml",
     "collect_meta",
+    "git_dirty",
     "git_sha",
     "read_config",
     "read_results",
@@ -139,6 +140,23 @@ def git_sha(cwd: str | os.PathLike | None = None) -> str | None:
     return sha or None
 
 
+def git_dirty(cwd: str | os.PathLike | None = None) -> bool | None:
+    """Whether tracked files differ from ``HEAD`` (``None`` outside a git checkout)."""
+    cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip())
+
+
 def collect_meta(seed: int, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Seed, library versions, git SHA, command line and start time of a run."""
     import lightning
@@ -153,6 +171,7 @@ def collect_meta(seed: int, extra: Mapping[str, Any] | None = None) -> dict[str,
         "lightning": lightning.__version__,
         "platform": platform.platform(),
         "git_sha": git_sha(),
+        "git_dirty": git_dirty(),
         "torch_threads": torch.get_num_threads(),
     }
     if extra:
