@@ -166,6 +166,24 @@ def test_non_causal_equals_loop_of_write_then_read():
     assert torch.all(fast[1, 15:] == 0)
 
 
+def test_non_causal_per_head_and_batched_paths_agree():
+    from neural_attention_memory.functional.attention import _write_then_read
+
+    q, k, v, *_ = make_inputs(B=3, T=17, H=2, gates=False)
+    a = _write_then_read(q, k, v, per_head=True)
+    b = _write_then_read(q, k, v, per_head=False)
+    torch.testing.assert_close(a, b)
+    for x, y in zip(
+        grads_with_cotangents(a, None, [q, k, v]),
+        grads_with_cotangents(b, None, [q, k, v]),
+        strict=True,
+    ):
+        torch.testing.assert_close(x, y)
+    # Both paths are reached through the public function (B * H = 6 <= 16 and 20 * 2 > 16).
+    q2, k2, v2, *_ = make_inputs(B=20, T=5, H=2, gates=False, requires_grad=False)
+    torch.testing.assert_close(F.nam_attention(q2, k2, v2), F.naive_nam_attention(q2, k2, v2))
+
+
 def test_non_causal_padded_batch_equals_each_sequence_alone():
     q, k, v, *_ = make_inputs(B=2, T=12, gates=False, requires_grad=False)
     mask = torch.zeros(2, 12, dtype=torch.bool)

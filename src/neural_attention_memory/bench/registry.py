@@ -45,5 +45,7 @@ def list_benchmarks() -> list[str]:
 def get_benchmark(name: str) -> Callable[..., Any]:
     _load()
     if name not in _BENCH:
-        raise ValueError(f"name: unknown benchmark {name!r}; valid choices: {', '.join(list_benchmarks())}")
+        raise ValueError(
+            f"name: unknown benchmark {name!r}; valid choices: {', '.join(list_benchmarks())}"
+        )
     return _BENCH[name]

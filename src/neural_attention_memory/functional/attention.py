@@ -34,10 +34,32 @@ def nam_attention(
     w = fold_padding(x.p_w, x.keep, x.q)
     r = fold_padding(x.p_r, x.keep, x.q)
     vw = x.v if w is None else x.v * w.unsqueeze(-1)
-    # [B, H, d_v, T] @ [B, H, T, d_k] -> M [B, H, d_v, d_k]; then [B, H, T, d_k] @ M^T -> [B, H, T, d_v]
-    M = vw.permute(0, 2, 3, 1) @ x.k.transpose(1, 2)
-    out = (x.q.transpose(1, 2) @ M.transpose(-1, -2)).transpose(1, 2)
+    out = _write_then_read(x.q, x.k, vw)
     return out if r is None else out * r.unsqueeze(-1)
+
+
+# Up to this many (batch, head) pairs, per-pair 2-D matmuls on strided views beat one batched
+# matmul, which must first copy `[B, T, H, d]` into `[B, H, T, d]`.
+_PER_HEAD_MAX = 16
+
+
+def _write_then_read(q: Tensor, k: Tensor, v: Tensor, per_head: bool | None = None) -> Tensor:
+    """``out[b, t, h] = (sum_s v[b, s, h] k[b, s, h]^T) q[b, t, h]`` for `[B, T, H, d]` inputs."""
+    B, _, H, _ = q.shape
+    if per_head is None:
+        per_head = B * H <= _PER_HEAD_MAX
+    if per_head:
+        rows = []
+        for b in range(B):
+            heads = []
+            for h in range(H):
+                M = v[b, :, h].transpose(0, 1) @ k[b, :, h]  # [d_v, d_k]
+                heads.append(q[b, :, h] @ M.transpose(0, 1))  # [T, d_v]
+            rows.append(torch.stack(heads, dim=1))
+        return torch.stack(rows, dim=0)
+    # [B, H, d_v, T] @ [B, H, T, d_k] -> M [B, H, d_v, d_k]; [B, H, T, d_k] @ M^T -> [B, H, T, d_v]
+    M = v.permute(0, 2, 3, 1) @ k.transpose(1, 2)
+    return (q.transpose(1, 2) @ M.transpose(-1, -2)).transpose(1, 2)
 
 
 def recurrent_causal_nam_attention(

@@ -1,0 +1,130 @@
+"""Timing and peak-memory helpers shared by the benchmarks.
+
+Performance is only ever claimed as a ratio measured in one run against a named peer; these helpers
+give the median wall time of a callable and the peak resident memory it adds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "atomic_write_json",
+    "format_table",
+    "peak_memory_mb",
+    "set_threads",
+    "time_fn",
+]
+
+_PROC_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+_malloc_tuned = False
+
+
+def set_threads(threads: int) -> None:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: expected a positive int, got {threads!r}")
+    torch.set_num_threads(threads)
+
+
+def time_fn(
+    fn: Callable[[], Any], reps: int = 5, warmup: int = 1, budget_s: float | None = None
+) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``reps`` runs after ``warmup`` runs.
+
+    With ``budget_s``, stops early (after at least one timed run) once the budget is spent.
+    """
+    if reps < 1:
+        raise ValueError(f"reps: expected >= 1, got {reps}")
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+    return statistics.median(times) * 1e3
+
+
+def _status_mb(key: str) -> float:
+    for line in _PROC_STATUS.read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024.0
+    raise KeyError(key)
+
+
+def _tune_malloc() -> None:
+    # A fixed mmap threshold makes glibc return freed tensor buffers to the OS, so the resident-set
+    # high-water mark tracks live tensors instead of allocator caching.
+    global _malloc_tuned
+    if _malloc_tuned:
+        return
+    _malloc_tuned = True
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+    except OSError:
+        pass
+
+
+def peak_memory_mb(fn: Callable[[], Any]) -> float | None:
+    """Peak resident memory (MiB) that ``fn()`` adds on top of what is live before it runs.
+
+    Linux only (resets the ``VmHWM`` high-water mark through ``/proc/self/clear_refs``); returns
+    None where that is unavailable.
+    """
+    if not sys.platform.startswith("linux") or not _CLEAR_REFS.exists():
+        return None
+    _tune_malloc()
+    gc.collect()
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return None
+    base = _status_mb("VmRSS")
+    fn()
+    return max(0.0, _status_mb("VmHWM") - base)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-Markdown table."""
+
+    def cell(x: Any) -> str:
+        if x is None:
+            return "-"
+        if isinstance(x, float):
+            return f"{x:.3g}" if abs(x) < 100 else f"{x:.0f}"
+        return str(x)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
+    return "\n".join(lines)
