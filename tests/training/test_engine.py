@@ -186,3 +186,31 @@ def test_diverging_loss_fails_fast(spec, tmp_path):
         fit(nan, resolve_config(nan, "quick", []), tmp_path / "nan")
     res = json.loads((tmp_path / "nan" / "results.json").read_text())
     assert res["status"] == "failed" and res["epochs_completed"] == 0
+
+
+def test_ctrl_c_marks_run_interrupted_and_resume_finishes_it(spec, tmp_path):
+    import signal
+
+    calls = {"n": 0}
+
+    def interrupting(model, batch):
+        calls["n"] += model.training
+        if calls["n"] == 10 and model.training:  # inside epoch 1 (7 train batches per epoch)
+            raise KeyboardInterrupt
+        return spec.compute(model, batch)
+
+    flaky = make_spec("toy_flaky")
+    flaky.compute = interrupting
+    cfg = resolve_config(flaky, "quick", [])
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning shuts down gracefully, then exits
+            fit(flaky, cfg, tmp_path / "run")
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["status"] == "interrupted" and res["epochs_completed"] == 1
+    resumed = fit(flaky, cfg, tmp_path / "run", resume=True)
+    straight = fit(spec, resolve_config(spec, "quick", []), tmp_path / "straight")
+    assert resumed["status"] == "finished"
+    assert _strip(resumed["history"]) == _strip(straight["history"])

@@ -342,6 +342,8 @@ def fit(
         **_trainer_kwargs(tcfg),
     )
     train_dl = _loader(spec, datasets["train"], tcfg, True, seed)
+    if isinstance(train_dl.sampler, EpochSeededSampler):
+        module.train_sampler = train_dl.sampler
     val_dls = [_loader(spec, datasets[s], tcfg, False, seed) for s in eval_splits]
 
     try:

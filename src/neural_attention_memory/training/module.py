@@ -172,6 +172,9 @@ class TaskModule(L.LightningModule):
         self._eval_sums: list[_Sums] = []
         self._epoch_t0 = 0.0
         self._pending: dict[str, Any] = {}
+        #: Set by the engine; its epoch is also set here in case a wrapper (e.g. Lightning's
+        #: distributed sampler wrapper) does not forward ``set_epoch``.
+        self.train_sampler: EpochSeededSampler | None = None
 
     # ----------------------------------------------------------------- optimisation
     def _lr_at(self, epoch: int) -> float:
@@ -196,6 +199,8 @@ class TaskModule(L.LightningModule):
         epoch = self.current_epoch
         # Epoch-level determinism: everything random in this epoch follows from (seed, epoch).
         seed_all(derive_seed(self.seed, 2, epoch))
+        if self.train_sampler is not None:
+            self.train_sampler.set_epoch(epoch)
         lr = self._lr_at(epoch)
         for opt in self._optimizers():
             for group in opt.param_groups:
