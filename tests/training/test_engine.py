@@ -214,3 +214,31 @@ def test_ctrl_c_marks_run_interrupted_and_resume_finishes_it(spec, tmp_path):
     straight = fit(spec, resolve_config(spec, "quick", []), tmp_path / "straight")
     assert resumed["status"] == "finished"
     assert _strip(resumed["history"]) == _strip(straight["history"])
+
+
+class _Noisy(torch.utils.data.Dataset):
+    """Adds fresh torch noise in ``__getitem__`` (runs inside a loader worker)."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return x + 0.3 * torch.randn(x.shape), y
+
+
+def test_resume_exact_with_loader_workers_and_random_getitem(tmp_path):
+    from nam_toy_task import build_datasets
+
+    noisy = make_spec("toy_noisy")
+    noisy.build_datasets = lambda config, seed: {
+        k: (_Noisy(v) if k == "train" else v) for k, v in build_datasets(config, seed).items()
+    }
+    over = ["trainer.num_workers=1", "trainer.max_epochs=2"]
+    straight = fit(noisy, resolve_config(noisy, "quick", over), tmp_path / "a")
+    fit(noisy, resolve_config(noisy, "quick", [*over, "trainer.max_epochs=1"]), tmp_path / "b")
+    resumed = fit(noisy, resolve_config(noisy, "quick", over), tmp_path / "b", resume=True)
+    assert _strip(resumed["history"]) == _strip(straight["history"])

@@ -344,6 +344,14 @@ def fit(
     train_dl = _loader(spec, datasets["train"], tcfg, True, seed)
     if isinstance(train_dl.sampler, EpochSeededSampler):
         module.train_sampler = train_dl.sampler
+    module.train_generator = train_dl.generator
+    # Lightning creates the first train iterator of a session before on_train_epoch_start (and a
+    # multi-worker loader draws its indices and worker seeds right then), so prime the sampler
+    # and generator for the epoch this session starts at.
+    start_epoch = _completed_epochs(ckpt_path) if ckpt_path is not None else 0
+    if module.train_sampler is not None:
+        module.train_sampler.set_epoch(start_epoch)
+    train_dl.generator.manual_seed(derive_seed(seed, 3, start_epoch))
     val_dls = [_loader(spec, datasets[s], tcfg, False, seed) for s in eval_splits]
 
     try:
@@ -359,6 +367,12 @@ def fit(
         write_results(module, "failed", f"{type(err).__name__}: {err}")
         raise
     return write_results(module, "finished")
+
+
+def _completed_epochs(ckpt_path: str) -> int:
+    """Epochs finished in a checkpoint written by :func:`fit` (its history length)."""
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    return len(state.get("nam_history", []))
 
 
 def _read_json_or_none(path: Path) -> dict[str, Any] | None:

@@ -175,6 +175,9 @@ class TaskModule(L.LightningModule):
         #: Set by the engine; its epoch is also set here in case a wrapper (e.g. Lightning's
         #: distributed sampler wrapper) does not forward ``set_epoch``.
         self.train_sampler: EpochSeededSampler | None = None
+        #: The train DataLoader's generator (worker seeds); reseeded per epoch so loader workers
+        #: draw the same random streams in a resumed run.
+        self.train_generator: torch.Generator | None = None
 
     # ----------------------------------------------------------------- optimisation
     def _lr_at(self, epoch: int) -> float:
@@ -201,6 +204,8 @@ class TaskModule(L.LightningModule):
         seed_all(derive_seed(self.seed, 2, epoch))
         if self.train_sampler is not None:
             self.train_sampler.set_epoch(epoch)
+        if self.train_generator is not None:
+            self.train_generator.manual_seed(derive_seed(self.seed, 3, epoch))
         lr = self._lr_at(epoch)
         for opt in self._optimizers():
             for group in opt.param_groups:
