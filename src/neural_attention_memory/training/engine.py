@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +370,18 @@ def fit(
     return write_results(module, "finished")
 
 
+@contextlib.contextmanager
+def _quiet_lightning_info() -> Iterator[None]:
+    """Silence Lightning's info lines ("GPU available: ...") for a quick evaluation."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    old = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
 def _completed_epochs(ckpt_path: str) -> int:
     """Epochs finished in a checkpoint written by :func:`fit` (its history length)."""
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
@@ -460,14 +473,15 @@ def evaluate(
     module.load_state_dict(state["state_dict"])
     tcfg = dict(config["trainer"])
     tcfg["progress_bar"] = progress_bar
-    trainer = L.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        **_trainer_kwargs(tcfg),
-    )
+    with _quiet_lightning_info():
+        trainer = L.Trainer(
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            **_trainer_kwargs(tcfg),
+        )
     loaders = [_loader(spec, ds, tcfg, False, seed) for ds in to_eval.values()]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_lightning_info():
         for msg in _QUIET:
             warnings.filterwarnings("ignore", message=msg)
         trainer.validate(module, loaders, verbose=False)
