@@ -12,8 +12,9 @@ from neural_attention_memory.experiments.registry import get_reproducer, get_tas
 # A tiny glyph set and short runs: the whole pipeline in a few seconds.
 TINY = (
     "stage1:+data.glyphs.scripts=[digits, greek, latin]",
-    "stage1:data.glyphs.samples_per_class=24",
+    "stage1:data.glyphs.samples_per_class=30",
     "stage1:data.glyphs.base_test=6",
+    "stage1:data.glyphs.base_holdout=10",
     "stage1:data.glyphs.image_size=16",
     "stage1:model.widths=[8, 16]",
     "stage1:trainer.max_epochs=1",
@@ -121,3 +122,25 @@ def test_reproduce_end_to_end_and_resume(tmp_path, monkeypatch):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("best.ckpt")} == before
     again = json.loads((out / "results.json").read_text())
     assert again["datasets"]["glyphs"]["settings"] == res["datasets"]["glyphs"]["settings"]
+
+
+def test_episode_splits_use_the_right_pools(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAM_DATA_DIR", str(tmp_path / "data"))
+    glyphs = dict(fs._GLYPHS_QUICK, samples_per_class=30, base_holdout=10, base_test=6)
+    glyphs.update(image_size=16, scripts=["digits", "greek"])
+    data = fs.load_fewshot_data({"dataset": "glyphs", "glyphs": glyphs})
+    d = dict(fs.STAGE2_PRESETS["quick"]["data"], n_query_novel=5, n_query_base=10, k_shot=5)
+    pools = {s: set(data.indices("base", s).tolist()) for s in ("holdout", "val", "test")}
+    novel, val = set(data.indices("novel").tolist()), set(data.indices("val").tolist())
+    for split in ("train", "val", "test"):
+        sampler = fs.episode_sampler(data, d, split, 0, 5)
+        for i in range(5):
+            ep = sampler[i]
+            sup, q_nov, q_base = (
+                set(x.tolist()) for x in (ep.support, ep.query[ep.is_novel], ep.query[~ep.is_novel])
+            )
+            if split == "train":  # fake-novel episodes on images stage 1 never saw
+                assert sup | q_nov | q_base <= pools["holdout"]
+            else:
+                assert sup | q_nov <= (val if split == "val" else novel)
+                assert q_base <= pools[split]

@@ -17,6 +17,7 @@ SMALL = dict(
     scripts=("digits", "greek"),
     base_val=1,
     base_test=2,
+    base_holdout=1,
 )
 
 
@@ -62,14 +63,14 @@ def test_load_glyphs_determinism_splits_and_cache(tmp_path):
     all_ids = np.concatenate([d1.class_split[s] for s in ("base", "val", "novel")])
     assert sorted(all_ids.tolist()) == list(range(d1.num_classes))
     assert len(d1.class_split["base"]) == round(0.6 * d1.num_classes)
-    # Base samples: 3 train, 1 val, 2 test per class; no sample in two subsets; others are -1.
+    # Base samples: 2 train, 1 val, 2 test, 1 holdout per class; others are -1.
     for c in d1.class_split["base"]:
         sub = d1.base_subset[d1.labels == c]
-        assert np.bincount(sub, minlength=3).tolist() == [3, 1, 2]
+        assert np.bincount(sub, minlength=4).tolist() == [2, 1, 2, 1]
     non_base = ~np.isin(d1.labels, d1.class_split["base"])
     assert (d1.base_subset[non_base] == -1).all()
-    train, test = d1.indices("base", "train"), d1.indices("base", "test")
-    assert not set(train.tolist()) & set(test.tolist())
+    subsets = [set(d1.indices("base", s).tolist()) for s in ("train", "val", "test", "holdout")]
+    assert sum(len(x) for x in subsets) == len(set().union(*subsets))  # pairwise disjoint
     # Cached: a second load reads the same folder without rebuilding it.
     folder = tmp_path / "a" / "glyphs"
     mtimes = {p: p.stat().st_mtime_ns for p in folder.rglob("*.npz")}
@@ -81,7 +82,7 @@ def test_load_glyphs_determinism_splits_and_cache(tmp_path):
 def test_load_glyphs_validation(tmp_path):
     with pytest.raises(ValueError, match="split_fractions"):
         load_glyphs(root=tmp_path, **{**SMALL, "split_fractions": (0.5, 0.5, 0.5)})
-    with pytest.raises(ValueError, match="base_val, base_test"):
+    with pytest.raises(ValueError, match="base_val, base_test, base_holdout"):
         load_glyphs(root=tmp_path, **{**SMALL, "base_test": 6})
     with pytest.raises(ValueError, match="samples_per_class"):
         load_glyphs(root=tmp_path, **{**SMALL, "samples_per_class": 1})

@@ -7,7 +7,8 @@ Protocol (after Gidaris & Komodakis 2018):
 - **Stage 2** (task ``fewshot_stage2``, models ``cosine``, ``cosine_att``, ``nam``): the backbone
   is frozen (its features are computed once and cached in the stage-1 run folder, which is exactly
   equivalent); the head starts from the stage-1 base weights and is trained on fake-novel episodes
-  drawn from the base classes; selected on episodes whose novel classes are the ``val`` classes.
+  drawn from the base classes (from their ``holdout`` images, which stage 1 never saw, when the
+  source has them); selected on episodes whose novel classes are the ``val`` classes.
 - **Test**: many episodes with novel classes from the ``novel`` split and base queries from the
   base classes' held-out ``test`` samples; every head of one setting sees the same episodes, so
   differences between heads come with paired confidence intervals.
@@ -170,9 +171,10 @@ def _stage1_compute(model: nn.Module, batch: Any) -> StepOutput:
 _GLYPHS_QUICK = {
     "seed": 0,
     "image_size": 32,
-    "samples_per_class": 80,
+    "samples_per_class": 100,
     "base_val": 5,
     "base_test": 15,
+    "base_holdout": 20,
 }
 
 STAGE1_PRESETS = {
@@ -188,7 +190,7 @@ STAGE1_PRESETS = {
             "dataset": "glyphs",
             "root": None,
             "image_size": None,
-            "glyphs": {**_GLYPHS_QUICK, "samples_per_class": 150, "base_test": 30},
+            "glyphs": {**_GLYPHS_QUICK, "samples_per_class": 160, "base_test": 30},
         },
         "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4, "lr_decay": 0.92},
         "trainer": {"max_epochs": 40, "batch_size": 128, "eval_batch_size": 256},
@@ -279,7 +281,8 @@ def episode_sampler(
 ) -> GeneralizedEpisodeSampler:
     """Episodes of a stage-2 config's ``data`` section ``d`` for ``split``.
 
-    ``"train"``: fake-novel episodes from the base classes' train samples; ``"val"``: novel classes
+    ``"train"``: fake-novel episodes from the base classes' holdout samples (train samples when
+    the source has no holdout); ``"val"``: novel classes
     from the val split, base queries from base val samples; ``"test"``: novel split, base test.
     """
     base = data.class_split["base"]
@@ -294,9 +297,13 @@ def episode_sampler(
         seed=int(seed),
     )
     if split == "train":
-        train = data.indices("base", "train")
+        # Held-out base images when the source has them: their features look like test features
+        # (the backbone never saw them), unlike the over-fitted features of its training images.
+        pool = data.indices("base", "holdout")
+        if len(pool) == 0:
+            pool = data.indices("base", "train")
         return GeneralizedEpisodeSampler(
-            novel_classes=base, novel_pool=train, base_pool=train, fake_novel=True, **common
+            novel_classes=base, novel_pool=pool, base_pool=pool, fake_novel=True, **common
         )
     if split in ("val", "test"):
         novel_split = "val" if split == "val" else "novel"

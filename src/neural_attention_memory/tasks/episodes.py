@@ -2,8 +2,9 @@
 
 The data model shared by every few-shot source (rendered glyphs, mini-ImageNet, Omniglot) is
 :class:`FewShotImages`: images, one global class label per sample, a base / val / novel split of
-the classes, and for base-class samples a train / val / test subset (base queries at evaluation
-time come from held-out ``test`` samples, never from images the backbone was trained on).
+the classes, and for base-class samples a train / val / test / holdout subset (base queries at
+evaluation time come from held-out ``test`` samples, never from images the backbone was trained
+on; ``holdout`` samples, when a source has them, feed stage-2 episodes with unseen images).
 
 :class:`GeneralizedEpisodeSampler` draws episode ``i`` from its own generator seeded by
 ``(seed, i)``, so an episode set is reproducible and can be indexed in any order. Two uses:
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 SPLITS = ("base", "val", "novel")
-BASE_SUBSETS = ("train", "val", "test")
+BASE_SUBSETS = ("train", "val", "test", "holdout")
 
 
 @dataclass
@@ -51,7 +52,8 @@ class FewShotImages:
         labels: `[n]` int64 global class ids in ``[0, len(class_names))``.
         class_names: one name per class.
         class_split: ``"base"``/``"val"``/``"novel"`` -> sorted int64 class ids (disjoint).
-        base_subset: `[n]` int8: for samples of base classes 0/1/2 = train/val/test; -1 otherwise.
+        base_subset: `[n]` int8: for samples of base classes 0/1/2/3 = train/val/test/holdout
+            (holdout: never seen in stage 1, used for stage-2 episodes; may be empty); -1 otherwise.
         name: a short name for reports.
     """
 

@@ -26,7 +26,7 @@ from .episodes import SPLITS, FewShotImages
 
 __all__ = ["FONT_FILES", "GLYPH_VERSION", "SCRIPTS", "glyph_classes", "load_glyphs", "render_glyph"]
 
-GLYPH_VERSION = "1"
+GLYPH_VERSION = "2"
 
 # Inclusive code point ranges per script.
 SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -99,10 +99,10 @@ def render_glyph(
         stroke_fill=255,
     )
     if jitter:
-        angle = np.deg2rad(rng.uniform(-12, 12))
-        shear = rng.uniform(-0.2, 0.2)
-        scale = rng.uniform(0.85, 1.1)
-        tx, ty = rng.uniform(-4, 4, size=2)
+        angle = np.deg2rad(rng.uniform(-15, 15))
+        shear = rng.uniform(-0.25, 0.25)
+        scale = rng.uniform(0.8, 1.1)
+        tx, ty = rng.uniform(-5, 5, size=2)
         # Inverse map (output -> input) about the canvas centre, as PIL's AFFINE expects.
         c, s = np.cos(angle), np.sin(angle)
         fwd = scale * np.array([[c, -s + shear * c], [s, c + shear * s]])
@@ -118,7 +118,7 @@ def render_glyph(
     img = img.resize((size, size), Image.Resampling.BOX)
     out = np.asarray(img, dtype=np.float32)
     if jitter:
-        out = out + rng.normal(0.0, rng.uniform(0.0, 20.0), size=out.shape)
+        out = out + rng.normal(0.0, rng.uniform(0.0, 30.0), size=out.shape)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -170,6 +170,7 @@ def _build(
     split_seed: int,
     base_val: int,
     base_test: int,
+    base_holdout: int,
 ) -> dict[str, int]:
     classes = glyph_classes(scripts)
     n_cls = len(classes)
@@ -190,9 +191,12 @@ def _build(
             font = fonts[int(rng.integers(len(fonts)))]
             images[c * samples_per_class + j] = render_glyph(ch, fdir / font, image_size, rng)
         if split_of[c] == "base":
-            sub = np.zeros(samples_per_class, dtype=np.int8)  # train
-            sub[samples_per_class - base_val - base_test : samples_per_class - base_test] = 1
-            sub[samples_per_class - base_test :] = 2
+            # Per class, in order: train | val | test | holdout.
+            n, ends = samples_per_class, np.cumsum([base_val, base_test, base_holdout])
+            sub = np.zeros(n, dtype=np.int8)
+            first = n - int(ends[-1])
+            for code, (lo, hi) in enumerate(zip([0, *ends[:-1]], ends, strict=True), start=1):
+                sub[first + int(lo) : first + int(hi)] = code
             subset[c * samples_per_class : (c + 1) * samples_per_class] = sub
     np.savez_compressed(folder / "glyphs.npz", images=images, labels=labels, base_subset=subset)
     meta = {
@@ -216,6 +220,7 @@ def load_glyphs(
     split_seed: int = 1234,
     base_val: int = 5,
     base_test: int = 15,
+    base_holdout: int = 0,
     root: str | os.PathLike[str] | None = None,
 ) -> FewShotImages:
     """Render (or load from the cache) the glyph data set.
@@ -228,6 +233,7 @@ def load_glyphs(
         split_fractions: fractions of classes in base / val / novel (sum to 1).
         split_seed: seed of the class split (fixed by default).
         base_val, base_test: per base class, samples held out for validation and for base queries.
+        base_holdout: per base class, samples held out of stage 1 for stage-2 episodes.
         root: cache root (default ``$NAM_DATA_DIR`` or ``~/.cache/neural_attention_memory``).
     """
     if not isinstance(samples_per_class, int) or samples_per_class < 2:
@@ -239,10 +245,11 @@ def load_glyphs(
         raise ValueError(
             f"split_fractions: expected 3 non-negative fractions summing to 1, got {fr}"
         )
-    if base_val < 0 or base_test < 0 or base_val + base_test >= samples_per_class:
+    held = (base_val, base_test, base_holdout)
+    if min(held) < 0 or sum(held) >= samples_per_class:
         raise ValueError(
-            f"base_val, base_test: expected non-negative and < samples_per_class "
-            f"({samples_per_class}) together, got {base_val} and {base_test}"
+            f"base_val, base_test, base_holdout: expected non-negative and < samples_per_class "
+            f"({samples_per_class}) together, got {held}"
         )
     scripts = tuple(scripts)
     params = {
@@ -254,6 +261,7 @@ def load_glyphs(
         "split_seed": int(split_seed),
         "base_val": int(base_val),
         "base_test": int(base_test),
+        "base_holdout": int(base_holdout),
     }
     folder = cached_dataset(
         "glyphs",
@@ -269,6 +277,7 @@ def load_glyphs(
             split_seed=int(split_seed),
             base_val=int(base_val),
             base_test=int(base_test),
+            base_holdout=int(base_holdout),
         ),
         root=root,
     )
