@@ -173,3 +173,15 @@ def test_paper_table_is_complete() -> None:
     assert len(gen.PAPER_TABLE2) == 11 * 7
     assert gen.PAPER_TABLE2[("Fib", "OD-hard", "NAM-TM")] == 71.5
     assert gen.PAPER_TABLE2[("Palin", "OD-hard", "TF")] == 19.0
+
+
+def test_demo_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch, capsys) -> None:
+    from neural_attention_memory.experiments import demo
+
+    tiny = (*TINY_DATA, "data.splits.train.count=64", *QUIET, "trainer.max_epochs=1")
+    monkeypatch.setattr(demo, "DEMO_OVERRIDES", tiny)
+    report = demo.run_demo(tmp_path, curve_count=4)
+    out = capsys.readouterr().out
+    for label in ("NAM-TM", "LSTM", "TF"):
+        assert f"| {label} |" in out
+    assert report.is_file() and (tmp_path / "demo_reduce.png").is_file()
