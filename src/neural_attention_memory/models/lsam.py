@@ -127,6 +127,125 @@ class LSAMCell(nn.Module):
         return h_t, (M_t, h_carry)
 
 
+class _LSAMScan(torch.autograd.Function):
+    """One direction of one LSAM layer over all steps, with a hand-written backward.
+
+    Forward saves only per-step vectors (unit q/k, norms, gates, ``v - M k``, reads, previous
+    hidden): `O(T B hidden)`, not a memory per step. Backward walks the steps in reverse and
+    rebuilds each previous memory exactly from the next one, ``M_{t-1} = M_t - u k^T``, so
+    training memory does not grow with ``T * d``. Every mat-vec is a row-vector @ matrix ``bmm``
+    (several times faster on CPU BLAS than matrix @ column).
+    """
+
+    @staticmethod
+    def forward(ctx, X, W, M0, h0, keep, H, d, G, reverse):
+        # X [T, B, P] input projections, W [P, hidden], M0 [B, H, d, d], h0 [B, hidden],
+        # keep [T, B*H, 1, 1] (1 = real token) or None.
+        T, B, P = X.shape
+        BH = B * H
+        M = M0.reshape(BH, d, d).clone()
+        h = h0
+        Wt = W.t()
+        QK = X.new_empty(T, BH, 2, d)
+        NRM = X.new_empty(T, BH, 2, 1)
+        GR = X.new_empty(T, BH, 1, G)
+        VV = X.new_empty(T, BH, 1, d)  # tied: v - M k; separate: v
+        MK = X.new_empty(T, BH, 1, d) if G == 3 else None
+        Y = X.new_empty(T, BH, 1, d)
+        HP = X.new_empty(T, B, h0.shape[-1])
+        out = X.new_empty(T, B, h0.shape[-1])
+        for t in range(T - 1, -1, -1) if reverse else range(T):
+            HP[t] = h
+            z = torch.addmm(X[t], h, Wt).view(BH, 1, P // H)
+            qk = z[..., : 2 * d].view(BH, 2, d)
+            nrm = torch.linalg.vector_norm(qk, dim=-1, keepdim=True)
+            NRM[t] = nrm
+            qk = torch.div(qk, nrm.clamp_min_(_EPS), out=QK[t])
+            q, k = qk[:, 0:1], qk[:, 1:2]
+            g = torch.sigmoid(z[..., 3 * d :], out=GR[t])
+            if keep is not None:
+                g = g * keep[t]
+            Mk = torch.bmm(k, M.transpose(1, 2))  # (M k)^T
+            if G == 2:
+                uraw = torch.sub(z[..., 2 * d : 3 * d], Mk, out=VV[t])
+                u = uraw * g[..., 1:2]
+            else:
+                VV[t] = z[..., 2 * d : 3 * d]
+                MK[t] = Mk
+                u = VV[t] * g[..., 1:2] - Mk * g[..., 2:3]
+            M.baddbmm_(u.transpose(1, 2), k)  # M + u k^T
+            y = torch.bmm(q, M.transpose(1, 2), out=Y[t])
+            h_t = torch.mul(y, g[..., 0:1]).view(B, -1)
+            out[t] = h_t
+            h = h_t if keep is None else torch.where(keep[t].view(B, H)[:, :1] > 0, h_t, h)
+        ctx.save_for_backward(W, M, QK, NRM, GR, VV, MK, Y, HP, keep)
+        ctx.shape = (T, B, H, d, G, reverse)
+        return out, M.view(B, H, d, d), h
+
+    @staticmethod
+    def backward(ctx, d_out, d_MT, d_hT):
+        W, M_T, QK, NRM, GR, VV, MK, Y, HP, keep = ctx.saved_tensors
+        T, B, H, d, G, reverse = ctx.shape
+        BH = B * H
+        M = M_T.clone()
+        dM = d_MT.reshape(BH, d, d).clone()
+        dh = d_hT
+        dZ = d_out.new_empty(T, B, W.shape[0])
+        for t in range(T) if reverse else range(T - 1, -1, -1):
+            kb = None if keep is None else keep[t].view(B, H)[:, :1]  # [B, 1]
+            dht = d_out[t] + (dh if kb is None else dh * kb)
+            dpass = None if kb is None else dh * (1 - kb)  # padding: h_{t-1} carried through
+            dht = dht.view(BH, 1, d)
+            qk = QK[t]
+            q, k = qk[:, 0:1], qk[:, 1:2]
+            graw = GR[t]
+            g = graw if keep is None else graw * keep[t]
+            p_r, p_w = g[..., 0:1], g[..., 1:2]
+            # h_t = p_r * y, y = (M_t q)^T
+            dp_r = (dht * Y[t]).sum(-1, keepdim=True)
+            dy = dht * p_r
+            dq = torch.bmm(dy, M)
+            dM.baddbmm_(dy.transpose(1, 2), q)
+            # M_t = M_{t-1} + u k^T
+            if G == 2:
+                u = VV[t] * p_w
+            else:
+                p_e = g[..., 2:3]
+                u = VV[t] * p_w - MK[t] * p_e
+            du = torch.bmm(k, dM.transpose(1, 2))
+            dk = torch.bmm(u, dM)
+            M.baddbmm_(u.transpose(1, 2), k, alpha=-1)  # rebuild M_{t-1}
+            dv = du * p_w
+            if G == 2:  # u = p_w (v - M k)
+                dgate = [dp_r, (du * VV[t]).sum(-1, keepdim=True)]
+                dMk = -dv
+            else:  # u = p_w v - p_e M k
+                dgate = [
+                    dp_r,
+                    (du * VV[t]).sum(-1, keepdim=True),
+                    -(du * MK[t]).sum(-1, keepdim=True),
+                ]
+                dMk = -p_e * du
+            dM.baddbmm_(dMk.transpose(1, 2), k)
+            dk = torch.baddbmm(dk, dMk, M)
+            # unit norm: a -> a / max(|a|, eps)
+            dqk = torch.cat([dq, dk], 1)
+            nrm = NRM[t]
+            dot = (dqk * qk).sum(-1, keepdim=True) * (nrm > _EPS)
+            da = (dqk - qk * dot) / nrm.clamp_min(_EPS)
+            dg = torch.cat(dgate, -1)
+            if keep is not None:
+                dg = dg * keep[t]
+            dlogit = dg * graw * (1 - graw)
+            dz = torch.cat([da.view(BH, 1, 2 * d), dv, dlogit], -1).view(B, -1)
+            dZ[t] = dz
+            dh = dz @ W
+            if dpass is not None:
+                dh = dh + dpass
+        dW = dZ.view(T * B, -1).t() @ HP.view(T * B, -1)
+        return dZ, dW, dM.view(B, H, d, d), dh, None, None, None, None, None
+
+
 def _fast_direction(
     cell: LSAMCell, X: Tensor, M: Tensor, h: Tensor, keep: Tensor | None, reverse: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -139,32 +258,11 @@ def _fast_direction(
     Returns:
         ``out [T, B, hidden]`` (zero on padding), final ``M``, final ``h``.
     """
-    T, B, _ = X.shape
     H, d, G = cell.num_heads, cell.head_dim, cell.num_gates
-    W_h = cell.hidden_proj.weight.t()  # [hidden, P]
-    outs: list[Tensor] = [X.new_empty(0)] * T
-    steps = range(T - 1, -1, -1) if reverse else range(T)
-    for t in steps:
-        z = torch.addmm(X[t], h, W_h).view(B, H, 3 * d + G)
-        qk = z[..., : 2 * d].view(B, H, 2, d)
-        qk = qk / torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(_EPS)
-        q, k = qk[:, :, 0], qk[:, :, 1]
-        v = z[..., 2 * d : 3 * d]
-        g = torch.sigmoid(z[..., 3 * d :])  # [B, H, G]
-        if keep is not None:
-            g = g * keep[t].unsqueeze(-1)
-        p_r, p_w = g[..., 0:1], g[..., 1:2]
-        Mk = (M @ k.unsqueeze(-1)).squeeze(-1)  # [B, H, d]
-        if G == 2:
-            u = p_w * (v - Mk)  # tied erase: WR = M + p_w (v - M k) k^T
-        else:
-            u = p_w * v - g[..., 2:3] * Mk
-        M = torch.addcmul(M, u.unsqueeze(-1), k.unsqueeze(-2))
-        h_t = (p_r * (M @ q.unsqueeze(-1)).squeeze(-1)).reshape(B, H * d)
-        outs[t] = h_t
-        # On padding p_w = p_e = 0 keeps M exactly; h must be carried explicitly.
-        h = h_t if keep is None else torch.where(keep[t] > 0, h_t, h)
-    return torch.stack(outs), M, h
+    kb = None
+    if keep is not None:
+        kb = keep.repeat_interleave(H, dim=1).unsqueeze(-1)  # [T, B*H, 1, 1]
+    return _LSAMScan.apply(X, cell.hidden_proj.weight, M, h, kb, H, d, G, reverse)
 
 
 class LSAM(nn.Module):

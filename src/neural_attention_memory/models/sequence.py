@@ -112,10 +112,16 @@ class LSAMSequenceModel(nn.Module):
         )
         self.classifier = nn.Linear(config.hidden_size, num_classes)
 
-    def forward(self, tokens: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        """`tokens [B, T]` int, `padding_mask [B, T]` bool (True = padding) -> `[B, T, C]`."""
+    def forward(
+        self, tokens: Tensor, padding_mask: Tensor | None = None, *, reference: bool = False
+    ) -> Tensor:
+        """`tokens [B, T]` int, `padding_mask [B, T]` bool (True = padding) -> `[B, T, C]`.
+
+        ``reference=True`` runs the line-by-line :class:`LSAMCell` loop (tests and benchmarks).
+        """
         pad = _check_tokens(tokens, padding_mask, self.vocab_size)
-        h, _ = self.lsam(self.embedding(tokens.long()), padding_mask=pad)
+        run = self.lsam.forward_reference if reference else self.lsam
+        h, _ = run(self.embedding(tokens.long()), padding_mask=pad)
         return self.classifier(h)
 
 
