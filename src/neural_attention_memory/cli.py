@@ -160,6 +160,7 @@ def eval_(
     split: list[str] = typer.Option([], "--split", help="Split to evaluate (repeatable)."),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, last or a .ckpt path."),
     out: Path = typer.Option(None, "--out", help="Also write the metrics to this JSON file."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Evaluation batch size."),
 ) -> None:
     """Evaluate a trained run on its splits or on task options (e.g. --digits 17-22)."""
     from .experiments.report import format_value, markdown_table
@@ -173,6 +174,7 @@ def eval_(
             options=options or None,
             checkpoint=checkpoint,
             progress_bar=False,
+            batch_size=batch_size,
         )
     except (ConfigError, FileNotFoundError) as err:
         _fail(err)

@@ -83,6 +83,12 @@ def test_fit_writes_run_directory(spec, tmp_path):
     assert set(ev) == {"val", "far"}
     assert ev["val"]["acc"] == on_disk["splits"]["val"]["acc"]
     assert ev["far"]["loss"] == pytest.approx(on_disk["splits"]["far"]["loss"], rel=1e-6)
+    # Aggregation is exact: the batch size changes nothing (acc is a ratio of integer counts).
+    for bs in (1, 7, 96):
+        assert (
+            evaluate(run, spec=spec, splits=["far"], batch_size=bs)["far"]["acc"]
+            == (on_disk["splits"]["far"]["acc"])
+        )
     custom = evaluate(run, spec=spec, options={"scale": 4.0}, splits=["val"])
     assert set(custom) == {"val", "scale=4.0"} and 0.0 <= custom["scale=4.0"]["acc"] <= 1.0
     with pytest.raises(ValueError, match="valid choices"):

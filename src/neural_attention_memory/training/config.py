@@ -59,6 +59,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         "drop_last": False,
         "accelerator": "auto",
         "devices": 1,
+        "strategy": "auto",  # e.g. "ddp" for several GPUs / processes
+        "num_nodes": 1,
         "precision": "32-true",
         "limit_train_batches": None,
         "log_every_n_steps": 50,

@@ -38,6 +38,8 @@ _QUIET = (
     ".*smaller than the logging interval.*",
     ".*exists and is not empty.*",
     ".*LeafSpec.*",
+    # Epoch metrics are already all-reduced by the module (exact sums), so no sync_dist.
+    ".*sync_dist=True.*",
 )
 
 
@@ -119,6 +121,8 @@ def _trainer_kwargs(tcfg: Mapping[str, Any]) -> dict[str, Any]:
         "precision": tcfg.get("precision", "32-true"),
         "enable_progress_bar": bool(tcfg.get("progress_bar", True)),
         "deterministic": tcfg.get("deterministic", False),
+        "strategy": tcfg.get("strategy", "auto"),
+        "num_nodes": int(tcfg.get("num_nodes", 1)),
     }
     return kw
 
@@ -260,7 +264,9 @@ def fit(
 
     run_dir = Path(run_dir)
     last = run_dir / LAST_CKPT
-    if not resume and (last.exists() or (run_dir / RESULTS_FILE).exists()):
+    # Under multi-process training (DDP) every process runs fit(); only rank 0 writes files.
+    rank_zero = _is_rank_zero()
+    if rank_zero and not resume and (last.exists() or (run_dir / RESULTS_FILE).exists()):
         raise ConfigError(
             f"run_dir: {run_dir} already holds a run; resume it (resume=True / --resume) "
             "or choose another folder"
@@ -269,16 +275,17 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     session_t0 = time.perf_counter()
 
-    atomic_write_yaml(run_dir / CONFIG_FILE, config)
-    meta_extra: dict[str, Any] = {"task": spec.name, "model": config["model"]["name"]}
-    if ckpt_path is not None:
-        old = _read_json_or_none(run_dir / META_FILE)
-        prev = (old or {}).get("resumes", [])
-        meta = dict(old) if old else collect_meta(seed, meta_extra)
-        meta["resumes"] = [*prev, collect_meta(seed)]
-    else:
-        meta = collect_meta(seed, meta_extra)
-    atomic_write_json(run_dir / META_FILE, meta)
+    if rank_zero:
+        atomic_write_yaml(run_dir / CONFIG_FILE, config)
+        meta_extra: dict[str, Any] = {"task": spec.name, "model": config["model"]["name"]}
+        if ckpt_path is not None:
+            old = _read_json_or_none(run_dir / META_FILE)
+            prev = (old or {}).get("resumes", [])
+            meta = dict(old) if old else collect_meta(seed, meta_extra)
+            meta["resumes"] = [*prev, collect_meta(seed)]
+        else:
+            meta = collect_meta(seed, meta_extra)
+        atomic_write_json(run_dir / META_FILE, meta)
 
     # Data and model are functions of the seed alone.
     seed_all(derive_seed(seed, 0))
@@ -300,7 +307,8 @@ def fit(
         module: TaskModule, status: str = "running", error: str | None = None
     ) -> dict:
         res = _build_results(spec, config, module, eval_splits, status, session_t0, error)
-        atomic_write_json(run_dir / RESULTS_FILE, res)
+        if _is_rank_zero():
+            atomic_write_json(run_dir / RESULTS_FILE, res)
         return res
 
     def on_epoch_end(module: TaskModule) -> None:
@@ -382,6 +390,12 @@ def _quiet_lightning_info() -> Iterator[None]:
         logger.setLevel(old)
 
 
+def _is_rank_zero() -> bool:
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def _completed_epochs(ckpt_path: str) -> int:
     """Epochs finished in a checkpoint written by :func:`fit` (its history length)."""
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
@@ -406,6 +420,7 @@ def evaluate(
     checkpoint: str = "best",
     spec: TaskSpec | None = None,
     progress_bar: bool = False,
+    batch_size: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Evaluate a trained run on splits of its task, on extra data sets, or on a custom range.
 
@@ -418,10 +433,15 @@ def evaluate(
             ``{"digits": "17-22"}``); the result is reported under ``"digits=17-22"``.
         checkpoint: ``"best"``, ``"last"`` or a path to a ``.ckpt`` file.
         spec: the task (default: looked up in the registry by the run's ``config.yaml``).
+        progress_bar: show Lightning's progress bar.
+        batch_size: evaluation batch size (default: the run's ``trainer.eval_batch_size``);
+            metrics do not depend on it (they are exact sums over the split).
 
     Returns:
         ``{name: {metric: value}}`` with ``loss`` and every metric of ``spec.compute``.
     """
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+        raise ConfigError(f"batch_size: expected a positive integer, got {batch_size!r}")
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     if spec is None:
@@ -473,6 +493,10 @@ def evaluate(
     module.load_state_dict(state["state_dict"])
     tcfg = dict(config["trainer"])
     tcfg["progress_bar"] = progress_bar
+    # Evaluation runs in this process on one device (no multi-process launch).
+    tcfg.update(devices=1, strategy="auto", num_nodes=1)
+    if batch_size is not None:
+        tcfg["eval_batch_size"] = batch_size
     with _quiet_lightning_info():
         trainer = L.Trainer(
             logger=False,
