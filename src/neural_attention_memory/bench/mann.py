@@ -80,7 +80,7 @@ def check_equivalence(names: tuple[str, ...] = ("lsam", "nam-tm")) -> dict[str, 
             out = model(tokens, pad, reference=reference)
             grads = torch.autograd.grad((out * cot).sum(), params)
             results.append([out, *grads])
-        errors[name] = max(float((a - b).abs().max()) for a, b in zip(*results))
+        errors[name] = max(float((a - b).abs().max().detach()) for a, b in zip(*results))
     return errors
 
 
@@ -145,18 +145,21 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
         (axes[0], "step_ms", "train step (ms)"),
         (axes[1], "peak_mb", "peak MiB"),
     ):
+        ax.set_ylabel(label)
+        if not any(r.get(key) for r in rows):
+            ax.text(0.5, 0.5, "not measured", ha="center", transform=ax.transAxes)
+            continue
         for i, impl in enumerate(impls):
             xs, ys = [], []
             for g, (size, family) in enumerate(groups):
                 for r in rows:
-                    if (r["size"], r["family"], r["impl"]) == (size, family, impl) and r[key]:
+                    if (r["size"], r["family"], r["impl"]) == (size, family, impl) and r.get(key):
                         xs.append(g + (i - 1) * 0.27)
                         ys.append(r[key])
             ax.bar(xs, ys, width=0.27, label=impl, color=colors[impl])
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels([f"{f}\n{s}" for s, f in groups])
         ax.set_yscale("log")
-        ax.set_ylabel(label)
     axes[0].legend()
     fig.suptitle(f"LSAM and NAM-TM training step, {torch.get_num_threads()} thread(s)")
     fig.tight_layout()
@@ -172,8 +175,12 @@ def run(
     shapes: tuple[tuple[str, int, int], ...] | None = None,
     reps: int | None = None,
     verbose: bool = True,
+    memory: bool = True,
 ) -> dict[str, Any]:
-    """Time every (size, model, implementation); write ``mann.json`` and ``mann.png``."""
+    """Time every (size, model, implementation); write ``mann.json`` and ``mann.png``.
+
+    ``memory=False`` skips the peak-memory probes (one fresh process per row).
+    """
     set_threads(threads)
     shapes = (QUICK_SHAPES if quick else FULL_SHAPES) if shapes is None else shapes
     reps = (3 if quick else 5) if reps is None else reps
@@ -216,7 +223,7 @@ def run(
     # Peak memory in a fresh process per row: the probe retunes malloc (every large buffer mmapped),
     # which would slow the allocation-heavy recurrences timed here, and a warm heap hides peaks.
     for row in rows:
-        row["peak_mb"] = _peak_in_subprocess(row, threads)
+        row["peak_mb"] = _peak_in_subprocess(row, threads) if memory else None
 
     def get(size: str, family: str, impl: str, key: str) -> float | None:
         for r in rows:

@@ -1,0 +1,62 @@
+"""``nam bench mann``: output files, rows, ratios, and refusal of a fast path that disagrees."""
+
+import json
+
+import torch
+
+from neural_attention_memory.bench import mann
+from neural_attention_memory.bench.registry import get_benchmark
+from neural_attention_memory.models import lsam
+
+TINY = (("quick", 2, 5),)
+
+
+def test_registered():
+    assert get_benchmark("mann") is mann.run
+
+
+def test_equivalence_check_passes_for_the_real_fast_paths():
+    errors = mann.check_equivalence()
+    assert set(errors) == {"lsam", "nam-tm"}
+    assert all(e < mann.TOL for e in errors.values()), errors
+
+
+def test_equivalence_check_catches_a_broken_fast_path(monkeypatch):
+    original = lsam._fast_direction
+
+    def broken(*args, **kw):
+        out, M, h = original(*args, **kw)
+        return out * 1.001, M, h
+
+    monkeypatch.setattr(lsam, "_fast_direction", broken)
+    assert mann.check_equivalence(("lsam",))["lsam"] > mann.TOL
+
+
+def test_run_writes_json_png_rows_and_ratios(tmp_path, capsys):
+    result = mann.run(quick=True, out_dir=tmp_path, shapes=TINY, reps=1, memory=False)
+    saved = json.loads((tmp_path / "mann.json").read_text())
+    assert (tmp_path / "mann.png").stat().st_size > 0
+    assert saved["rows"] == result["rows"]
+    impls = {(r["family"], r["impl"]) for r in result["rows"]}
+    assert impls == {(f, i) for f in ("lsam", "nam-tm") for i in ("fast", "reference", "nn.LSTM")}
+    assert all(r["step_ms"] > 0 for r in result["rows"])
+    assert set(result["targets"]) == {
+        "quick: NAM-TM reference / fast (step)",
+        "quick: LSAM fast / nn.LSTM (step)",
+    }
+    assert torch.get_num_threads() == 1
+    assert "| quick | lsam | fast |" in capsys.readouterr().out
+
+
+def test_peak_memory_probe_runs_in_a_fresh_process():
+    row = {"size": "quick", "family": "lsam", "impl": "fast", "B": 2, "T": 4}
+    peak = mann._peak_in_subprocess(row, threads=1)
+    assert peak is None or peak >= 0
+
+
+def test_refuses_to_time_a_failing_fast_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(mann, "check_equivalence", lambda: {"lsam": 0.5, "nam-tm": 0.0})
+    result = mann.run(quick=True, out_dir=tmp_path, shapes=TINY, reps=1, memory=False)
+    assert result["refused"] == ["lsam"]
+    assert {r["family"] for r in result["rows"]} == {"nam-tm"}
+    assert "refusing to time 'lsam'" in capsys.readouterr().out
