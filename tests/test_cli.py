@@ -72,6 +72,11 @@ def test_train_writes_run_and_prints_table(toy_registry, tmp_path):
     assert res.exit_code == 0, res.output
     assert read_results(run)["epochs_completed"] == 3
 
+    res = runner.invoke(app, ["train", "--resume", str(run), "--preset", "paper"])
+    assert res.exit_code == 2 and "holds a run of preset 'quick'" in _err(res)
+    res = runner.invoke(app, ["train", "toy", "--model", "linear", "--resume", str(run)])
+    assert res.exit_code == 2 and "holds a run of model 'mlp'" in _err(res)
+
     # A used folder is never overwritten.
     res = runner.invoke(app, ["train", "toy", "--run-dir", str(run)])
     assert res.exit_code == 2 and "already holds a run" in _err(res)

@@ -85,7 +85,7 @@ def _default_run_dir(runs_root: Path, task: str, model: str, preset: str) -> Pat
 def train(
     task: str = typer.Argument(None, help="Task name (omit with --resume)."),
     model: str = typer.Option(None, "--model", "-m", help="Model name (one of the task's models)."),
-    preset: str = typer.Option("quick", "--preset", "-p", help="Preset: quick or paper."),
+    preset: str = typer.Option(None, "--preset", "-p", help="Preset: quick (default) or paper."),
     overrides: list[str] = typer.Option(
         [], "--set", "-s", help="Config override KEY=VALUE (repeatable), e.g. optim.lr=1e-3."
     ),
@@ -118,6 +118,10 @@ def train(
                 raise ValueError(
                     f"task: {resume} holds a run of task {cfg.get('task')!r}, not {task!r}"
                 )
+            if preset is not None and preset != cfg.get("preset"):
+                raise ValueError(
+                    f"--preset: {resume} holds a run of preset {cfg.get('preset')!r}, not {preset!r}"
+                )
             if model is not None and model != cfg["model"]["name"]:
                 raise ValueError(
                     f"--model: {resume} holds a run of model {cfg['model']['name']!r}, not {model!r}"
@@ -129,6 +133,7 @@ def train(
             if task is None:
                 raise ValueError("task: missing; give a task name or --resume RUN_DIR")
             spec = get_task(task)
+            preset = preset or "quick"
             cfg = resolve_config(spec, preset, extra, model=model)
             target = run_dir or _default_run_dir(runs_root, spec.name, cfg["model"]["name"], preset)
     except (ValueError, FileNotFoundError) as err:
