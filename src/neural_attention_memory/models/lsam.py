@@ -173,7 +173,7 @@ class _LSAMScan(torch.autograd.Function):
                 VV[t] = z[..., 2 * d : 3 * d]
                 MK[t] = Mk
                 u = VV[t] * g[..., 1:2] - Mk * g[..., 2:3]
-            M.baddbmm_(u.transpose(1, 2), k)  # M + u k^T
+            M.addcmul_(u.transpose(1, 2), k)  # M + u k^T (rank-1: elementwise beats bmm)
             y = torch.bmm(q, M.transpose(1, 2), out=Y[t])
             h_t = torch.mul(y, g[..., 0:1]).view(B, -1)
             out[t] = h_t
@@ -205,7 +205,7 @@ class _LSAMScan(torch.autograd.Function):
             dp_r = (dht * Y[t]).sum(-1, keepdim=True)
             dy = dht * p_r
             dq = torch.bmm(dy, M)
-            dM.baddbmm_(dy.transpose(1, 2), q)
+            dM.addcmul_(dy.transpose(1, 2), q)
             # M_t = M_{t-1} + u k^T
             if G == 2:
                 u = VV[t] * p_w
@@ -214,7 +214,7 @@ class _LSAMScan(torch.autograd.Function):
                 u = VV[t] * p_w - MK[t] * p_e
             du = torch.bmm(k, dM.transpose(1, 2))
             dk = torch.bmm(u, dM)
-            M.baddbmm_(u.transpose(1, 2), k, alpha=-1)  # rebuild M_{t-1}
+            M.addcmul_(u.transpose(1, 2), k, value=-1)  # rebuild M_{t-1}
             dv = du * p_w
             if G == 2:  # u = p_w (v - M k)
                 dgate = [dp_r, (du * VV[t]).sum(-1, keepdim=True)]
@@ -226,7 +226,7 @@ class _LSAMScan(torch.autograd.Function):
                     -(du * MK[t]).sum(-1, keepdim=True),
                 ]
                 dMk = -p_e * du
-            dM.baddbmm_(dMk.transpose(1, 2), k)
+            dM.addcmul_(dMk.transpose(1, 2), k)
             dk = torch.baddbmm(dk, dMk, M)
             # unit norm: a -> a / max(|a|, eps)
             dqk = torch.cat([dq, dk], 1)

@@ -58,6 +58,114 @@ class _Plan:
             setattr(self, name, kw.get(name))
 
 
+def _shift_windows(H: Tensor) -> Tensor:
+    """`[BN, 2, L]` -> `[BN, 2, L, 3]`: for cell j the circular window (H[j-1], H[j], H[j+1])."""
+    return torch.cat([H[..., -1:], H, H[..., :1]], dim=-1).unfold(-1, 3, 1)
+
+
+class _TapeScan(torch.autograd.Function):
+    """The per-step tape recurrence of NAM-TM with a hand-written backward.
+
+    Inputs (time-major, batch and tapes folded into ``BN``): written rows ``W [T, BN, D]``
+    (``p_w`` times values, then keys; ``D = d`` or ``2d``), ``-p_e`` `[T, BN, 1]` or None, unit jump
+    queries `[T, BN, 1, d]` or None, head moves (shift weights `[T, BN, 2, 3, 1]` for
+    (RIGHT, NO-OP, LEFT), or NO-OP weights `[T, BN, 2, 1]`), JUMP weights `[T, BN, 2, 1]` or None,
+    tapes `[BN, D, L]` (value rows then key rows), heads `[BN, 2, L]`.
+    Outputs: raw reads `[T, BN, 1, d]` (``p_r`` is applied by the caller), final tapes and heads.
+
+    Forward keeps per step only vectors of size ``L`` or ``D`` (heads, their norms, ``T h_w``, the
+    jump target); backward rebuilds each previous tape exactly from the next one,
+    ``T_{t-1} = T_t - u h_w^T``, so autograd memory does not grow with ``T * D * L``.
+    """
+
+    @staticmethod
+    def forward(ctx, W, NPE, Q, MV, AJ, TT0, H0, d):
+        T, BN, D = W.shape
+        shift = MV.dim() == 5
+        TT = TT0.clone()
+        H = H0
+        R = W.new_empty(T, BN, 1, d)
+        HS = W.new_empty(T, BN, 2, H0.shape[-1])
+        NR = W.new_empty(T, BN, 2, 1)
+        THW = None if NPE is None else W.new_empty(T, BN, 1, D)
+        J = None if Q is None else W.new_empty(T, BN, 1, H0.shape[-1])
+        for t in range(T):
+            HS[t] = H
+            nrm = torch.linalg.vector_norm(H, dim=-1, keepdim=True, out=NR[t])
+            hn = H / nrm.clamp_min(_EPS)
+            hr, hw = hn[:, 0:1], hn[:, 1:2]  # [BN, 1, L] rows
+            # Mat-vecs as row-vector @ matrix^T: several times faster than matrix @ column on CPU.
+            if NPE is None:
+                u = W[t]
+            else:  # WR: T + (p_w w - p_e T h_w) h_w^T
+                thw = torch.bmm(hw, TT.transpose(1, 2), out=THW[t])
+                u = torch.addcmul(W[t], NPE[t], thw.squeeze(1))
+            TT.addcmul_(u.unsqueeze(-1), hw)  # rank-1: elementwise beats bmm
+            torch.bmm(hr, TT[:, :d].transpose(1, 2), out=R[t])
+            if shift:
+                Hn = torch.matmul(_shift_windows(H), MV[t]).squeeze(-1)
+            else:
+                Hn = H * MV[t]
+            if Q is not None:
+                j = torch.bmm(Q[t], TT[:, d:], out=J[t])  # (K^T q)^T  [BN, 1, L]
+                Hn.addcmul_(AJ[t], j)
+            H = Hn
+        ctx.save_for_backward(W, NPE, Q, MV, AJ, TT, HS, NR, THW, J)
+        ctx.d = d
+        return R, TT, H
+
+    @staticmethod
+    def backward(ctx, dR, dTT_T, dH_T):
+        W, NPE, Q, MV, AJ, TT_T, HS, NR, THW, J = ctx.saved_tensors
+        d = ctx.d
+        T = W.shape[0]
+        shift = MV.dim() == 5
+        TT = TT_T.clone()
+        dTT = dTT_T.clone()
+        dH = dH_T
+        dW = torch.empty_like(W)
+        dNPE = None if NPE is None else torch.empty_like(NPE)
+        dQ = None if Q is None else torch.empty_like(Q)
+        dMV = torch.empty_like(MV)
+        dAJ = None if AJ is None else torch.empty_like(AJ)
+        for t in range(T - 1, -1, -1):
+            H, nrm = HS[t], NR[t]
+            hn = H / nrm.clamp_min(_EPS)
+            hr, hw = hn[:, 0:1], hn[:, 1:2]
+            # H' = moves(H) + a_jump j, j = q K^T (K after this step's write)
+            if Q is not None:
+                dAJ[t] = (dH * J[t]).sum(-1, keepdim=True)
+                dj = (dH * AJ[t]).sum(1, keepdim=True)  # [BN, 1, L]
+                dQ[t] = torch.bmm(dj, TT[:, d:].transpose(1, 2))
+                dTT[:, d:].addcmul_(Q[t].transpose(1, 2), dj)
+            if shift:
+                # d weights = <dH', windows(H)>; dH = windows(dH') . (LEFT, NO-OP, RIGHT) weights
+                dMV[t] = torch.matmul(dH.unsqueeze(-2), _shift_windows(H)).transpose(-1, -2)
+                dH_prev = torch.matmul(_shift_windows(dH), MV[t].flip(-2)).squeeze(-1)
+            else:
+                dMV[t] = (dH * H).sum(-1, keepdim=True)
+                dH_prev = dH * MV[t]
+            # r = h_r V^T (V = value rows after this step's write)
+            dhr = torch.bmm(dR[t], TT[:, :d])
+            dTT[:, :d].addcmul_(dR[t].transpose(1, 2), hr)
+            # T_t = T_{t-1} + u h_w^T, u = W + (-p_e) T_{t-1} h_w
+            u = W[t] if NPE is None else torch.addcmul(W[t], NPE[t], THW[t].squeeze(1))
+            du = torch.bmm(hw, dTT.transpose(1, 2))  # [BN, 1, D]
+            dhw = torch.bmm(u.unsqueeze(1), dTT)  # [BN, 1, L]
+            TT.addcmul_(u.unsqueeze(-1), hw, value=-1)  # rebuild T_{t-1}
+            dW[t] = du.squeeze(1)
+            if NPE is not None:
+                dNPE[t] = (du * THW[t]).sum(-1)
+                dthw = du * NPE[t].unsqueeze(-1)  # [BN, 1, D]
+                dhw = dhw + torch.bmm(dthw, TT)
+                dTT.addcmul_(dthw.transpose(1, 2), hw)
+            # unit heads: h = H / max(|H|, eps)
+            dhn = torch.cat([dhr, dhw], 1)
+            dot = (dhn * hn).sum(-1, keepdim=True) * (nrm > _EPS)
+            dH = dH_prev + (dhn - hn * dot) / nrm.clamp_min(_EPS)
+        return dW, dNPE, dQ, dMV, dAJ, dTT, dH, None
+
+
 class NAMTuringMachine(nn.Module):
     """One NAM-TM layer: ``x [B, T, dim] -> outputs [B, T, dim]`` plus the final tapes and heads.
 
@@ -305,28 +413,11 @@ class NAMTuringMachine(nn.Module):
         AJ = tm(a[..., idx["jump"]], 2, 1) if self.jump else None  # [T, BN, 2, 1]
 
         tapes = torch.cat([vt, kt], dim=-2) if self.jump else vt  # [B, N, D, L]
-        TT = tapes.reshape(BN, -1, L)
-        Hd = H0.reshape(BN, 2, L)
-        reads: list[Tensor] = []
-        for t in range(T):
-            hn = Hd / torch.linalg.vector_norm(Hd, dim=-1, keepdim=True).clamp_min(_EPS)
-            hr, hw = hn[:, 0].unsqueeze(-1), hn[:, 1]  # [BN, L, 1], [BN, L]
-            if neg_pe is None:
-                u = W[t]
-            else:  # WR: T + (p_w w - p_e T h_w) h_w^T
-                u = torch.addcmul(W[t], neg_pe[t], torch.bmm(TT, hw.unsqueeze(-1)).squeeze(-1))
-            TT = torch.baddbmm(TT, u.unsqueeze(-1), hw.unsqueeze(-2))
-            reads.append(torch.bmm(TT[:, :d], hr))  # [BN, d, 1]
-            if self.shift:
-                Hp = torch.cat([Hd[..., -1:], Hd, Hd[..., :1]], dim=-1)  # [BN, 2, L + 2]
-                Hn = torch.matmul(Hp.unfold(-1, 3, 1), WS[t]).squeeze(-1)  # [BN, 2, L]
-            else:
-                Hn = Hd * AN[t]
-            if self.jump:
-                jump = torch.bmm(Q[t], TT[:, d:])  # [BN, 1, L] = (K^T q)^T
-                Hn = torch.addcmul(Hn, AJ[t], jump)
-            Hd = Hn
-        r = torch.stack(reads).view(T, B, N, d).transpose(0, 1)  # [B, T, N, d]
+        moves = WS if self.shift else AN
+        R, TT, Hd = _TapeScan.apply(
+            W, neg_pe, Q, moves, AJ, tapes.reshape(BN, -1, L), H0.reshape(BN, 2, L), d
+        )
+        r = R.view(T, B, N, d).transpose(0, 1)  # [B, T, N, d]
         if plan.p_r is not None:
             r = r * plan.p_r.unsqueeze(-1)
         out = self.out_proj(r.reshape(B, T, N * d))
