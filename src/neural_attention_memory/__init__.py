@@ -1,7 +1,9 @@
 """Neural Attention Memory (NAM): memory primitives, NAM attention, LSAM, NAM-TM and experiments.
 
-    import neural_attention_memory as nam
-    M = nam.nam_write(M, nam.unit_norm(k), v, p_w, p_e)
+Usage: ``import neural_attention_memory as nam`` then e.g.
+``M = nam.nam_write(M, nam.unit_norm(k), v, p_w, p_e)`` and ``nam.nam_read(M, nam.unit_norm(q))``.
+Submodules: ``functional`` (tensor math), ``layers``, ``models``, ``tasks``, ``training``,
+``experiments``, ``bench``.
 """
 
 from . import functional

@@ -25,7 +25,14 @@ import torch.nn.functional as TF
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .. import functional as F
-from .common import atomic_write_json, format_table, peak_memory_mb, set_threads, time_fn
+from .common import (
+    atomic_write_json,
+    default_clock,
+    format_table,
+    peak_memory_mb,
+    set_threads,
+    time_fn,
+)
 from .registry import register_benchmark
 
 __all__ = ["FORMS", "check_equivalence", "run"]
@@ -277,6 +284,7 @@ def run(
             "H": H,
             "d": D,
             "threads": threads,
+            "clock": default_clock(),
             "lengths": list(lengths),
             "reps": reps,
             "torch": torch.__version__,

@@ -22,6 +22,7 @@ import torch
 
 __all__ = [
     "atomic_write_json",
+    "default_clock",
     "format_table",
     "peak_memory_mb",
     "set_threads",
@@ -30,32 +31,53 @@ __all__ = [
 
 _PROC_STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
-_malloc_tuned = False
+_libc = None
 
 
 def set_threads(threads: int) -> None:
+    """Set torch's intra-op threads (and fix the allocator for memory measurements early)."""
+    _tune_malloc()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads: expected a positive int, got {threads!r}")
     torch.set_num_threads(threads)
 
 
-def time_fn(
-    fn: Callable[[], Any], reps: int = 5, warmup: int = 1, budget_s: float | None = None
-) -> float:
-    """Median wall time of ``fn()`` in milliseconds over ``reps`` runs after ``warmup`` runs.
+def default_clock() -> str:
+    """``"cpu"`` (process CPU time) with one torch thread, else ``"wall"``.
 
+    With one thread all the work runs in this process's single compute thread, so its CPU time
+    equals its wall time on an idle machine and is far less disturbed by other processes on a
+    shared one; with several threads CPU time would add the threads up, so wall time is used.
+    """
+    return "cpu" if torch.get_num_threads() == 1 else "wall"
+
+
+def time_fn(
+    fn: Callable[[], Any],
+    reps: int = 5,
+    warmup: int = 1,
+    budget_s: float | None = None,
+    clock: str | None = None,
+) -> float:
+    """Median time of ``fn()`` in milliseconds over ``reps`` runs after ``warmup`` runs.
+
+    ``clock``: ``"wall"`` or ``"cpu"`` (process CPU time); default :func:`default_clock`.
     With ``budget_s``, stops early (after at least one timed run) once the budget is spent.
     """
     if reps < 1:
         raise ValueError(f"reps: expected >= 1, got {reps}")
+    clock = default_clock() if clock is None else clock
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"clock: expected 'wall' or 'cpu', got {clock!r}")
+    now = time.process_time if clock == "cpu" else time.perf_counter
     for _ in range(warmup):
         fn()
     times: list[float] = []
     start = time.perf_counter()
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = now()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(now() - t0)
         if budget_s is not None and time.perf_counter() - start > budget_s:
             break
     return statistics.median(times) * 1e3
@@ -68,17 +90,18 @@ def _status_mb(key: str) -> float:
     raise KeyError(key)
 
 
-def _tune_malloc() -> None:
+def _tune_malloc():
     # A fixed mmap threshold makes glibc return freed tensor buffers to the OS, so the resident-set
     # high-water mark tracks live tensors instead of allocator caching.
-    global _malloc_tuned
-    if _malloc_tuned:
-        return
-    _malloc_tuned = True
+    global _libc
+    if _libc is not None:
+        return _libc
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
-    except OSError:
-        pass
+        _libc = ctypes.CDLL("libc.so.6")
+        _libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        _libc = False
+    return _libc
 
 
 def peak_memory_mb(fn: Callable[[], Any]) -> float | None:
@@ -89,8 +112,10 @@ def peak_memory_mb(fn: Callable[[], Any]) -> float | None:
     """
     if not sys.platform.startswith("linux") or not _CLEAR_REFS.exists():
         return None
-    _tune_malloc()
+    libc = _tune_malloc()
     gc.collect()
+    if libc:
+        libc.malloc_trim(0)  # hand freed heap pages back so they are not reused unseen
     try:
         _CLEAR_REFS.write_text("5")
     except OSError:

@@ -49,12 +49,14 @@ def _write_then_read(q: Tensor, k: Tensor, v: Tensor, per_head: bool | None = No
     if per_head is None:
         per_head = B * H <= _PER_HEAD_MAX
     if per_head:
+        # unbind (not indexing) so the backward stacks the slice gradients once instead of
+        # materialising a full-size zero gradient per slice.
         rows = []
-        for b in range(B):
+        for qb, kb, vb in zip(q.unbind(0), k.unbind(0), v.unbind(0), strict=True):
             heads = []
-            for h in range(H):
-                M = v[b, :, h].transpose(0, 1) @ k[b, :, h]  # [d_v, d_k]
-                heads.append(q[b, :, h] @ M.transpose(0, 1))  # [T, d_v]
+            for qh, kh, vh in zip(qb.unbind(1), kb.unbind(1), vb.unbind(1), strict=True):
+                M = vh.transpose(0, 1) @ kh  # [d_v, d_k]
+                heads.append(qh @ M.transpose(0, 1))  # [T, d_v]
             rows.append(torch.stack(heads, dim=1))
         return torch.stack(rows, dim=0)
     # [B, H, d_v, T] @ [B, H, T, d_k] -> M [B, H, d_v, d_k]; [B, H, T, d_k] @ M^T -> [B, H, T, d_v]
@@ -84,18 +86,19 @@ def recurrent_causal_nam_attention(
     w = fold_padding(x.p_w, x.keep, x.q)
     e = fold_padding(x.p_e, x.keep, x.q, absent=0.0)
     r = fold_padding(x.p_r, x.keep, x.q)
-    # Time-major [T, B, H, d] so each step slices a contiguous block.
-    qs, ks = x.q.transpose(0, 1).unsqueeze(-1), x.k.transpose(0, 1).unsqueeze(-2)
-    vs = (x.v if w is None else x.v * w.unsqueeze(-1)).transpose(0, 1).unsqueeze(-1)
-    es = None if e is None else e.transpose(0, 1)[..., None, None]
+    # Time-major [T, B, H, d], unbound once: per-step indexing would make the backward build a
+    # full-size zero gradient for every step (quadratic in T).
+    qs = x.q.transpose(0, 1).unsqueeze(-1).unbind(0)
+    ks = x.k.transpose(0, 1).unsqueeze(-2).unbind(0)
+    vs = (x.v if w is None else x.v * w.unsqueeze(-1)).transpose(0, 1).unsqueeze(-1).unbind(0)
+    es = (None,) * x.T if e is None else e.transpose(0, 1)[..., None, None].unbind(0)
     M = x.state if x.state is not None else x.q.new_zeros(x.B, x.H, x.d_v, x.d_k)
     outs = []
-    for t in range(x.T):
-        u = vs[t]  # [B, H, d_v, 1]
-        if es is not None:
-            u = u - es[t] * (M @ ks[t].transpose(-1, -2))
-        M = M + u @ ks[t]
-        outs.append(M @ qs[t])
+    for q_t, k_t, u, e_t in zip(qs, ks, vs, es, strict=True):  # u: [B, H, d_v, 1]
+        if e_t is not None:
+            u = u - e_t * (M @ k_t.transpose(-1, -2))
+        M = M + u @ k_t
+        outs.append(M @ q_t)
     out = torch.stack(outs, dim=1).squeeze(-1)  # [B, T, H, d_v]
     if r is not None:
         out = out * r.unsqueeze(-1)

@@ -68,7 +68,11 @@ def cached_dataset(
     base = data_root(root) / name
     folder = base / _key(version, params)
     manifest = read_manifest(folder)
-    if manifest is not None and manifest.get("version") == version and manifest.get("params") == params:
+    if (
+        manifest is not None
+        and manifest.get("version") == version
+        and manifest.get("params") == params
+    ):
         return folder
     base.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=base))
