@@ -138,6 +138,9 @@ def _progress_bar() -> Any:
         def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
             items = super().get_metrics(trainer, pl_module)
             items.pop("v_num", None)  # the logger "version" is a folder name here, not a number
+            loss = pl_module.running_loss() if hasattr(pl_module, "running_loss") else None
+            if loss is not None and trainer.training:
+                items["loss"] = f"{loss:.4g}"
             return items
 
     return _Bar()
