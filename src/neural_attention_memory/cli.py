@@ -98,7 +98,7 @@ def train(
     threads: int = typer.Option(None, "--threads", min=1, help="torch.set_num_threads."),
 ) -> None:
     """Train a model on a task; writes a run folder and prints the results table."""
-    from .experiments.registry import get_task
+    from .experiments.registry import get_task, list_tasks
     from .experiments.report import results_table
     from .training import ConfigError, apply_overrides, fit, read_config, resolve_config
 
@@ -131,7 +131,10 @@ def train(
             target = Path(resume)
         else:
             if task is None:
-                raise ValueError("task: missing; give a task name or --resume RUN_DIR")
+                raise ValueError(
+                    "task: missing; give a task name or --resume RUN_DIR; "
+                    f"valid choices: {', '.join(list_tasks())}"
+                )
             spec = get_task(task)
             preset = preset or "quick"
             cfg = resolve_config(spec, preset, extra, model=model)
@@ -169,7 +172,7 @@ def eval_(
 ) -> None:
     """Evaluate a trained run on its splits or on task options (e.g. --digits 17-22)."""
     from .experiments.report import format_value, markdown_table
-    from .training import ConfigError, atomic_write_json, evaluate
+    from .training import atomic_write_json, evaluate
 
     try:
         options = _parse_extra_options(list(ctx.args))
@@ -181,10 +184,8 @@ def eval_(
             progress_bar=False,
             batch_size=batch_size,
         )
-    except (ConfigError, FileNotFoundError) as err:
-        _fail(err)
-    except ValueError as err:
-        # Unknown task in the run's config, or options the task rejects.
+    except (ValueError, FileNotFoundError) as err:
+        # ConfigError, an unknown task in the run's config, or options the task rejects.
         _fail(err)
     names: list[str] = []
     for vals in metrics.values():
