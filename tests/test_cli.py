@@ -126,6 +126,8 @@ def test_default_run_dir_under_runs_root(toy_registry, tmp_path):
         (["train", "toy", "--set", "optim.lrr=1"], "unknown key 'lrr' under optim; valid choices:"),
         (["train", "toy", "--set", "optim.lr"], "expected KEY=VALUE"),
         (["train"], "give a task name or --resume RUN_DIR; valid choices: toy"),
+        (["eval", "somewhere", "--digits"], "--digits needs a value"),
+        (["eval", "somewhere", "17-22"], "expected --NAME VALUE task options, got '17-22'"),
         (["reproduce", "nope"], "unknown experiment 'nope'; valid choices: toyfamily"),
         (["reproduce", "toyfamily", "--preset", "huge"], "valid choices: paper, quick"),
     ],
