@@ -96,8 +96,10 @@ def test_reproduce_end_to_end_and_resume(tmp_path, monkeypatch):
     assert (out / "glyphs.png").is_file()
     res = json.loads((out / "results.json").read_text())
     setting = res["datasets"]["glyphs"]["settings"]["5shot"]
-    for head in ("cosine", "nam"):
-        s = setting[head]["summary"]
+    assert set(setting["heads"]) == {"cosine", "nam", "nam_pe0.5"}
+    assert (out / "glyphs_tradeoff.png").is_file()
+    for head in ("cosine", "nam", "nam_pe0.5"):
+        s = setting["heads"][head]["summary"]
         for m in ("novel_acc", "base_acc", "joint_acc", "fp_base_to_novel", "fp_novel_to_base"):
             assert 0.0 <= s[m]["mean"] <= 100.0 and s[m]["ci95"] >= 0.0
         # The confusion summary partitions base and novel queries.
@@ -105,6 +107,12 @@ def test_reproduce_end_to_end_and_resume(tmp_path, monkeypatch):
             total = sum(s[f"conf_{g}_{c}"]["mean"] for c in ("right", "wrong", "cross"))
             assert total == pytest.approx(100.0)
     assert "nam_minus_cosine" in setting
+    # The offset sweep at offset 0 reproduces the plain metrics.
+    zero = setting["offsets"].index(0.0)
+    for head, r in setting["heads"].items():
+        c0 = r["curve"][zero]
+        for j, m in enumerate(("joint_acc", "fp_base_to_novel", "fp_novel_to_base")):
+            assert c0[j] == pytest.approx(r["summary"][m]["mean"], abs=2e-3), (head, m)
     # The stage-2 head starts from the stage-1 base weights.
     s1_dir = res["datasets"]["glyphs"]["stage1"]["run_dir"]
     net, _ = fs.load_stage1(s1_dir)
@@ -144,3 +152,25 @@ def test_episode_splits_use_the_right_pools(tmp_path, monkeypatch):
             else:
                 assert sup | q_nov <= (val if split == "val" else novel)
                 assert q_base <= pools[split]
+
+
+def test_equal_error_point_and_erase_ablation():
+    offsets = np.array([-0.1, 0.0, 0.1])
+    curve = np.array([[90.0, 1.0, 9.0], [92.0, 3.0, 5.0], [91.0, 7.0, 1.0]])
+    t = fs.equal_error_point(curve, offsets)
+    # b->n - n->b: -8, -2, 6: crosses a quarter of the way from 0.0 to 0.1.
+    assert t["offset"] == pytest.approx(0.025)
+    assert t["fp"] == pytest.approx(4.0) and t["joint_acc"] == pytest.approx(91.75)
+    assert t["best_joint_acc"] == 92.0 and t["best_offset"] == 0.0
+    assert np.isnan(fs.equal_error_point(curve[:1], offsets[:1])["fp"])
+    from neural_attention_memory.models.few_shot import NAMFewShotClassifier
+
+    head = NAMFewShotClassifier(4, 8)
+    with torch.no_grad():
+        head.gate_e.net[2].weight.normal_()
+    ablated = fs.erase_ablation(head, 0.5)
+    _, p_e = ablated.gates(torch.randn(6, 8))
+    torch.testing.assert_close(p_e, torch.full((6,), 0.5))
+    assert head.gate_e.net[2].weight.abs().sum() > 0  # the original is untouched
+    with pytest.raises(ValueError, match="p_e"):
+        fs.erase_ablation(head, 1.0)

@@ -25,6 +25,7 @@ report with tables and plots.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -503,15 +504,32 @@ def summarize(per_episode: Mapping[str, np.ndarray]) -> dict[str, dict[str, floa
     }
 
 
+#: Offsets added to the novel columns (in cosine units, i.e. scores / gamma) to trace each head's
+#: trade-off between the two false-positive rates independently of its calibration.
+OFFSETS = np.round(np.linspace(-0.3, 0.3, 61), 4)
+
+
 @torch.no_grad()
 def evaluate_heads(
-    heads: Mapping[str, nn.Module], features: Tensor, sampler: GeneralizedEpisodeSampler
-) -> dict[str, dict[str, np.ndarray]]:
-    """Per-episode rates of every head on the same episodes: ``{head: {metric: [E]}}``."""
+    heads: Mapping[str, nn.Module],
+    features: Tensor,
+    sampler: GeneralizedEpisodeSampler,
+    offsets: np.ndarray = OFFSETS,
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Every head on the same episodes.
+
+    Returns:
+        ``per_episode``: ``{head: {metric: [E]}}`` rates (fractions) of :data:`SUMMARY_METRICS`;
+        ``curves``: ``{head: [len(offsets), 3]}`` mean ``(joint acc, FP b->n, FP n->b)`` in % when
+        ``offset`` is added to every novel score (divided by ``gamma``).
+    """
     out: dict[str, dict[str, list[float]]] = {h: {k: [] for k in SUMMARY_METRICS} for h in heads}
+    curves = {h: np.zeros((len(offsets), 3)) for h in heads}
+    delta = torch.as_tensor(np.asarray(offsets), dtype=features.dtype).unsqueeze(1)  # [O, 1]
     ds = EpisodeDataset(sampler, features)
     for i in range(len(ds)):
         ep = ds[i]
+        labels, nov, nb = ep["query_labels"], ep["is_novel"], len(ep["base_ids"])
         for name, head in heads.items():
             head.eval()
             head.process_support_set(
@@ -519,11 +537,72 @@ def evaluate_heads(
             )
             scores = head(ep["query"])
             head.reset_episode()
-            m = episode_metrics(scores, ep["query_labels"], ep["is_novel"], len(ep["base_ids"]))
+            m = episode_metrics(scores, labels, nov, nb)
             for k in SUMMARY_METRICS:
                 num, den = m[k]
                 out[name][k].append(float(num) / float(den) if int(den) else float("nan"))
-    return {h: {k: np.asarray(v) for k, v in ms.items()} for h, ms in out.items()}
+            # Offset sweep: only the side (base / novel) of the prediction depends on the offset.
+            s = scores / head.gamma
+            b_max, b_arg = s[:, :nb].max(-1)
+            n_max, n_arg = s[:, nb:].max(-1)
+            pred_novel = n_max.unsqueeze(0) + delta > b_max.unsqueeze(0)  # [O, Q]
+            right = torch.where(pred_novel, (n_arg + nb) == labels, b_arg == labels)
+            curves[name] += np.stack(
+                [
+                    right.double().mean(1).numpy(),
+                    pred_novel[:, ~nov].double().mean(1).numpy(),
+                    (~pred_novel[:, nov]).double().mean(1).numpy(),
+                ],
+                1,
+            )
+    per_episode = {h: {k: np.asarray(v) for k, v in ms.items()} for h, ms in out.items()}
+    return per_episode, {h: 100.0 * c / max(len(ds), 1) for h, c in curves.items()}
+
+
+def equal_error_point(curve: np.ndarray, offsets: np.ndarray = OFFSETS) -> dict[str, float]:
+    """Where FP b->n equals FP n->b on a curve from :func:`evaluate_heads` (linear interpolation).
+
+    Returns ``{"offset", "fp", "joint_acc", "best_joint_acc", "best_offset"}`` (NaN when the two
+    rates never cross inside the offset range).
+    """
+    diff = curve[:, 1] - curve[:, 2]  # increases with the offset
+    best = int(np.argmax(curve[:, 0]))
+    res = {
+        "offset": float("nan"),
+        "fp": float("nan"),
+        "joint_acc": float("nan"),
+        "best_joint_acc": float(curve[best, 0]),
+        "best_offset": float(offsets[best]),
+    }
+    for j in range(len(diff) - 1):
+        if diff[j] <= 0 <= diff[j + 1]:
+            t = 0.0 if diff[j + 1] == diff[j] else -diff[j] / (diff[j + 1] - diff[j])
+            lerp = curve[j] + t * (curve[j + 1] - curve[j])
+            res.update(
+                offset=float(offsets[j] + t * (offsets[j + 1] - offsets[j])),
+                fp=float(lerp[1]),
+                joint_acc=float(lerp[0]),
+            )
+            break
+    return res
+
+
+def erase_ablation(
+    head: NAMFewShotClassifier, p_e: float, write_mode: str = "sequential"
+) -> NAMFewShotClassifier:
+    """A copy of a trained NAM head whose erase gate is the constant ``p_e`` (no retraining).
+
+    Sequential writes by default: with K similar keys the batched sum erases up to ``K * p_e``
+    of a direction (overshooting past zero), whereas repeated ``nam_write`` never does.
+    """
+    if not 0.0 < p_e < 1.0:
+        raise ValueError(f"p_e: expected a probability in (0, 1), got {p_e}")
+    ablated = copy.deepcopy(head)
+    ablated.write_mode = write_mode
+    with torch.no_grad():
+        ablated.gate_e.net[2].weight.zero_()
+        ablated.gate_e.net[2].bias.fill_(math.log(p_e / (1.0 - p_e)))
+    return ablated
 
 
 def _load_head(run_dir: Path) -> nn.Module:
@@ -563,13 +642,16 @@ def reproduce_fewshot(
     miniimagenet: str | None = None,
     omniglot: str | None = None,
     overrides: tuple[str, ...] = (),
+    ablate_erase: tuple[float, ...] = (0.5,),
     **_: Any,
 ) -> Path:
     """Run the few-shot protocol and write ``<out_dir>/report.md`` (plus JSON and PNG plots).
 
     Data sets: the glyphs always; mini-ImageNet / Omniglot when their folders are given (or set in
     ``$NAM_MINIIMAGENET_DIR`` / ``$NAM_OMNIGLOT_DIR``). Finished runs are reused and interrupted
-    ones resume, so re-running after an interruption continues where it stopped.
+    ones resume, so re-running after an interruption continues where it stopped. For each
+    ``p_e`` in ``ablate_erase`` the trained NAM head is also evaluated with its erase gate fixed
+    at ``p_e`` (an ablation of the erase, no retraining), as head ``nam_pe<p_e>``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -631,10 +713,22 @@ def reproduce_fewshot(
             cfg = _read_stage1_config(run_dirs[heads[0]])
             sampler = episode_sampler(data, cfg["data"], "test", TEST_SEED, test_episodes)
             trained = {h: _load_head(run_dirs[h]) for h in heads}
+            if "nam" in trained:
+                for p_e in ablate_erase:
+                    trained[f"nam_pe{p_e:g}"] = erase_ablation(trained["nam"], p_e)
             print(f"[fewshot] {ds_name}: evaluating {k}-shot on {test_episodes} test episodes")
-            per_ep = evaluate_heads(trained, feats, sampler)
-            setting = {
-                h: {"summary": summarize(per_ep[h]), "run_dir": str(run_dirs[h])} for h in heads
+            per_ep, curves = evaluate_heads(trained, feats, sampler)
+            setting: dict[str, Any] = {
+                "heads": {
+                    h: {
+                        "summary": summarize(per_ep[h]),
+                        "run_dir": str(run_dirs.get(h, run_dirs.get("nam"))),
+                        "tradeoff": equal_error_point(curves[h]),
+                        "curve": np.round(curves[h], 3).tolist(),
+                    }
+                    for h in trained
+                },
+                "offsets": OFFSETS.tolist(),
             }
             if "cosine" in heads and "nam" in heads:
                 setting["nam_minus_cosine"] = summarize(
@@ -670,6 +764,15 @@ def _fmt(s: Mapping[str, float]) -> str:
     return f"{s['mean']:.2f} ± {s['ci95']:.2f}"
 
 
+def _head_label(h: str) -> str:
+    if h.startswith("nam_pe"):
+        return f"nam, p_e fixed {h[len('nam_pe') :]}, sequential (ablation)"
+    return h
+
+
+_MAIN = ("novel_acc", "base_acc", "joint_acc", "fp_base_to_novel", "fp_novel_to_base")
+
+
 def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
     """Markdown report with one table per data set, the NAM-vs-cosine verdict and plots."""
     lines = [
@@ -679,7 +782,7 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
         "(the same episodes for every head); ± is the 95% confidence interval over episodes. "
         "Novel = N-way accuracy on novel queries; Base = accuracy among base classes on base "
         "queries; Joint = accuracy over all classes on all queries; FP b→n = base queries "
-        "predicted as a novel class; FP n→b = novel queries predicted as a base class.",
+        "predicted as a novel class; FP n→b = novel queries predicted as a base class. All in %.",
         "",
     ]
     for ds_name, ds in results["datasets"].items():
@@ -695,15 +798,9 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
             "|---|---|---|---|---|---|---|",
         ]
         for setting, res in ds["settings"].items():
-            for h, r in res.items():
-                if h == "nam_minus_cosine":
-                    continue
-                s = r["summary"]
-                lines.append(
-                    f"| {setting} | {h} | {_fmt(s['novel_acc'])} | {_fmt(s['base_acc'])} | "
-                    f"{_fmt(s['joint_acc'])} | {_fmt(s['fp_base_to_novel'])} | "
-                    f"{_fmt(s['fp_novel_to_base'])} |"
-                )
+            for h, r in res["heads"].items():
+                cells = " | ".join(_fmt(r["summary"][m]) for m in _MAIN)
+                lines.append(f"| {setting} | {_head_label(h)} | {cells} |")
         lines += ["", "Confusion summary (% of base / novel queries, joint prediction):", ""]
         lines += [
             "| Shots | Head | base→right | base→other base | base→novel | novel→right | "
@@ -711,46 +808,49 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
             "|---|---|---|---|---|---|---|---|",
         ]
         for setting, res in ds["settings"].items():
-            for h, r in res.items():
-                if h == "nam_minus_cosine":
-                    continue
+            for h, r in res["heads"].items():
                 s = r["summary"]
                 cells = " | ".join(
                     f"{s[f'conf_{g}_{c}']['mean']:.1f}"
                     for g in ("base", "novel")
                     for c in ("right", "wrong", "cross")
                 )
-                lines.append(f"| {setting} | {h} | {cells} |")
+                lines.append(f"| {setting} | {_head_label(h)} | {cells} |")
         lines += ["", "Paired difference NAM − cosine (same episodes), mean ± 95% CI:", ""]
         lines += [
-            "| Shots | Novel | Base | Joint | FP b→n | FP n→b | Verdict |",
+            "| Shots | Novel | Base | Joint | FP b→n | FP n→b | Lowers both FPs at equal or better joint? |",
             "|---|---|---|---|---|---|---|",
         ]
         for setting, res in ds["settings"].items():
             d = res.get("nam_minus_cosine")
-            if d is None:
-                continue
-            lines.append(
-                f"| {setting} | "
-                + " | ".join(
-                    _fmt(d[m])
-                    for m in (
-                        "novel_acc",
-                        "base_acc",
-                        "joint_acc",
-                        "fp_base_to_novel",
-                        "fp_novel_to_base",
-                    )
+            if d is not None:
+                cells = " | ".join(_fmt(d[m]) for m in _MAIN)
+                lines.append(f"| {setting} | {cells} | {verdict(d)} |")
+        lines += [
+            "",
+            "Calibration-free view: adding an offset to every novel score (in cosine units) moves a "
+            "head along a trade-off between the two FP rates. The equal-error point is where "
+            "FP b→n = FP n→b; a head that separates base from novel better has a lower equal-error "
+            "FP (means over the test episodes; no CI).",
+            "",
+            "| Shots | Head | Equal-error FP | at offset | Joint there | Best joint (offset) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for setting, res in ds["settings"].items():
+            for h, r in res["heads"].items():
+                t = r["tradeoff"]
+                lines.append(
+                    f"| {setting} | {_head_label(h)} | {t['fp']:.2f} | {t['offset']:+.3f} | "
+                    f"{t['joint_acc']:.2f} | {t['best_joint_acc']:.2f} ({t['best_offset']:+.3f}) |"
                 )
-                + f" | {verdict(d)} |"
-            )
-        png = plot_setting(ds, out_dir / f"{ds_name}.png", ds_name)
-        lines += ["", f"![{ds_name}]({png.name})", ""]
+        bars = plot_setting(ds, out_dir / f"{ds_name}.png", ds_name)
+        curve = plot_tradeoff(ds, out_dir / f"{ds_name}_tradeoff.png", ds_name)
+        lines += ["", f"![{ds_name}]({bars.name})", "", f"![{ds_name} trade-off]({curve.name})", ""]
     lines += [
         "## Reference (paper §6)",
         "",
-        "Gidaris & Komodakis (2018) cosine classifier + attention weight generator, ResNet backbone, "
-        "mini-ImageNet (not comparable to the glyph data set; listed for scale):",
+        "Gidaris & Komodakis (2018) cosine classifier + attention weight generator, ResNet "
+        "backbone, mini-ImageNet (a different data set and backbone; listed for scale only):",
         "",
         "| Shots | Novel | Base | Joint |",
         "|---|---|---|---|",
@@ -786,35 +886,63 @@ def verdict(diff: Mapping[str, Mapping[str, float]]) -> str:
     return "no: " + ", ".join(parts)
 
 
-def plot_setting(ds: Mapping[str, Any], path: Path, title: str) -> Path:
-    """Bar chart of every metric with 95% CI error bars, one panel per shot setting."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = ("novel_acc", "base_acc", "joint_acc", "fp_base_to_novel", "fp_novel_to_base")
+    return plt
+
+
+def plot_setting(ds: Mapping[str, Any], path: Path, title: str) -> Path:
+    """Bar chart of every metric with 95% CI error bars, one panel per shot setting."""
+    plt = _pyplot()
     labels = ("Novel", "Base", "Joint", "FP b→n", "FP n→b")
     settings = list(ds["settings"])
     fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4), squeeze=False)
     for ax, setting in zip(axes[0], settings, strict=True):
-        res = {h: r for h, r in ds["settings"][setting].items() if h != "nam_minus_cosine"}
+        res = ds["settings"][setting]["heads"]
         width = 0.8 / max(len(res), 1)
         for j, (h, r) in enumerate(res.items()):
             s = r["summary"]
-            x = np.arange(len(metrics)) + j * width
+            x = np.arange(len(_MAIN)) + j * width
             ax.bar(
                 x,
-                [s[m]["mean"] for m in metrics],
+                [s[m]["mean"] for m in _MAIN],
                 width,
-                yerr=[s[m]["ci95"] for m in metrics],
+                yerr=[s[m]["ci95"] for m in _MAIN],
                 capsize=3,
-                label=h,
+                label=_head_label(h),
             )
-        ax.set_xticks(np.arange(len(metrics)) + width * (len(res) - 1) / 2, labels)
+        ax.set_xticks(np.arange(len(_MAIN)) + width * (len(res) - 1) / 2, labels)
         ax.set_ylabel("%")
         ax.set_title(f"{title}: 5-way {setting}")
-        ax.legend()
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_tradeoff(ds: Mapping[str, Any], path: Path, title: str) -> Path:
+    """FP n->b against FP b->n as the novel-score offset varies; dots mark offset 0."""
+    plt = _pyplot()
+    settings = list(ds["settings"])
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4.5), squeeze=False)
+    for ax, setting in zip(axes[0], settings, strict=True):
+        res = ds["settings"][setting]
+        zero = int(np.argmin(np.abs(np.asarray(res["offsets"]))))
+        for h, r in res["heads"].items():
+            c = np.asarray(r["curve"])
+            (line,) = ax.plot(c[:, 1], c[:, 2], label=_head_label(h))
+            ax.plot(c[zero, 1], c[zero, 2], "o", color=line.get_color())
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_xlabel("FP base→novel (%)")
+        ax.set_ylabel("FP novel→base (%)")
+        ax.set_title(f"{title}: 5-way {setting} (lower-left is better)")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
