@@ -242,3 +242,12 @@ def test_erase_overwrites_under_a_repeated_key():
     for fn in (F.naive_causal_nam_attention, *CAUSAL.values()):
         out, _ = fn(k, k, v, ones, ones, ones)
         torch.testing.assert_close(out, v)
+
+
+@pytest.mark.parametrize("C", [1, 5, 8, 9, 37, 64])
+def test_unit_lower_inverse_matches_linalg_inv(C):
+    from neural_attention_memory.functional.chunk import _unit_lower_inverse
+
+    E = (torch.rand(3, C, C, dtype=DT) * 2 - 1).tril(-1)
+    expect = torch.linalg.inv(torch.eye(C, dtype=DT) + E)
+    torch.testing.assert_close(_unit_lower_inverse(E), expect)
