@@ -113,6 +113,9 @@ def test_same_seed_same_metrics_and_resume_is_exact(spec, tmp_path):
     assert resumed["status"] == "finished"
     assert _strip(resumed["history"]) == _strip(straight["history"])
     assert resumed["splits"] == straight["splits"]
+    # best.ckpt survives the resume: it still holds the selected epoch's weights.
+    best = evaluate(tmp_path / "c", spec=spec, splits=["val"])
+    assert best["val"]["acc"] == resumed["splits"]["val"]["acc"]
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())
     assert len(meta["resumes"]) == 1
     assert (tmp_path / "c" / "logs" / "csv-resume1" / "metrics.csv").is_file()
@@ -248,3 +251,18 @@ def test_resume_exact_with_loader_workers_and_random_getitem(tmp_path):
     fit(noisy, resolve_config(noisy, "quick", [*over, "trainer.max_epochs=1"]), tmp_path / "b")
     resumed = fit(noisy, resolve_config(noisy, "quick", over), tmp_path / "b", resume=True)
     assert _strip(resumed["history"]) == _strip(straight["history"])
+
+
+def test_best_checkpoint_from_an_earlier_session_survives_resume(tmp_path):
+    # Selecting the *highest* validation loss makes epoch 0 (first session) the best one.
+    worst = make_spec("toy_maxloss")
+    worst.selection_metric, worst.selection_mode = "val/loss", "max"
+    fit(worst, resolve_config(worst, "quick", ["trainer.max_epochs=1"]), tmp_path / "r")
+    res = fit(worst, resolve_config(worst, "quick", []), tmp_path / "r", resume=True)
+    losses = [e["val/loss"] for e in res["history"]]
+    assert losses[0] > max(losses[1:])  # the toy task's loss falls every epoch
+    assert res["selected_epoch"] == 0
+    best = evaluate(tmp_path / "r", spec=worst, splits=["val"])
+    last = evaluate(tmp_path / "r", spec=worst, splits=["val"], checkpoint="last")
+    assert best["val"]["loss"] == pytest.approx(losses[0], rel=1e-6)
+    assert last["val"]["loss"] == pytest.approx(losses[-1], rel=1e-6)
