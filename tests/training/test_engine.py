@@ -266,3 +266,22 @@ def test_best_checkpoint_from_an_earlier_session_survives_resume(tmp_path):
     last = evaluate(tmp_path / "r", spec=worst, splits=["val"], checkpoint="last")
     assert best["val"]["loss"] == pytest.approx(losses[0], rel=1e-6)
     assert last["val"]["loss"] == pytest.approx(losses[-1], rel=1e-6)
+
+
+def test_lr_schedule_decay_and_warmup(spec, tmp_path):
+    from neural_attention_memory.training.module import TaskModule
+
+    cfg = resolve_config(spec, "quick", ["optim.warmup_steps=4"])
+    m = TaskModule(spec, cfg)
+    assert [m._lr_at(0, s) for s in range(6)] == pytest.approx(
+        [0.005, 0.01, 0.015, 0.02, 0.02, 0.02]
+    )
+    assert m._lr_at(2, 100) == pytest.approx(0.02 * 0.8**2)
+    # Warm-up across the resume point (7 steps per epoch, 10 warm-up steps) is still exact.
+    over = ["optim.warmup_steps=10"]
+    straight = fit(spec, resolve_config(spec, "quick", over), tmp_path / "a")
+    fit(spec, resolve_config(spec, "quick", [*over, "trainer.max_epochs=1"]), tmp_path / "b")
+    resumed = fit(spec, resolve_config(spec, "quick", over), tmp_path / "b", resume=True)
+    assert _strip(resumed["history"]) == _strip(straight["history"])
+    plain = fit(spec, resolve_config(spec, "quick", []), tmp_path / "c")
+    assert straight["history"][0]["train/loss"] != plain["history"][0]["train/loss"]

@@ -48,6 +48,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         "lr": 1e-3,
         "weight_decay": 0.0,
         "lr_decay": 1.0,  # multiplicative, per epoch: lr_e = lr * lr_decay**e
+        "warmup_steps": 0,  # linear warm-up over the first optimizer steps
         "grad_clip": None,  # gradient-norm clip; None or 0 disables
     },
     "trainer": {

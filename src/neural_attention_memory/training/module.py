@@ -180,15 +180,21 @@ class TaskModule(L.LightningModule):
         self.train_generator: torch.Generator | None = None
 
     # ----------------------------------------------------------------- optimisation
-    def _lr_at(self, epoch: int) -> float:
+    def _lr_at(self, epoch: int, step: int | None = None) -> float:
+        """``lr * lr_decay**epoch``, times a linear warm-up ``(step + 1) / warmup_steps`` while
+        ``step < optim.warmup_steps``. A function of (epoch, step) only, so resume needs no state."""
         optim = self.config["optim"]
-        return float(optim["lr"]) * float(optim.get("lr_decay", 1.0) or 1.0) ** epoch
+        lr = float(optim["lr"]) * float(optim.get("lr_decay", 1.0) or 1.0) ** epoch
+        warmup = int(optim.get("warmup_steps", 0) or 0)
+        if step is not None and step < warmup:
+            lr *= (step + 1) / warmup
+        return lr
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         optim = self.config["optim"]
         name = str(optim.get("name", "adam")).lower()
         kwargs = {
-            "lr": self._lr_at(0),
+            "lr": self._lr_at(0, 0),
             "weight_decay": float(optim.get("weight_decay", 0.0) or 0.0),
         }
         if name == "adam":
@@ -207,12 +213,21 @@ class TaskModule(L.LightningModule):
         if self.train_generator is not None:
             self.train_generator.manual_seed(derive_seed(self.seed, 3, epoch))
         lr = self._lr_at(epoch)
-        for opt in self._optimizers():
-            for group in opt.param_groups:
-                group["lr"] = lr
+        self._set_lr(self._lr_at(epoch, self.global_step))
         self._train_sums = _Sums()
         self._epoch_t0 = time.perf_counter()
         self._pending = {"epoch": epoch, "lr": lr}
+
+    def _set_lr(self, lr: float) -> None:
+        for opt in self._optimizers():
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        warmup = int(self.config["optim"].get("warmup_steps", 0) or 0)
+        # During warm-up (and on the first step after it) the lr changes every step.
+        if self.global_step <= warmup and warmup > 0:
+            self._set_lr(self._lr_at(self.current_epoch, self.global_step))
 
     def _optimizers(self) -> list[torch.optim.Optimizer]:
         opts = self.optimizers(use_pl_optimizer=False)
