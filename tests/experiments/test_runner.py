@@ -58,6 +58,15 @@ def test_grid_trains_skips_and_resumes(specs, tmp_path):
     assert [r["splits"] for r in again] == [r["splits"] for r in res]
     assert all("skipped" in line for line in logs)
 
+    # A run written before an engine default was added is still recognised as the same run.
+    import yaml
+
+    cfg_path = tmp_path / "toy" / "linear" / "config.yaml"
+    old = yaml.safe_load(cfg_path.read_text())
+    del old["optim"]["warmup_steps"]
+    cfg_path.write_text(yaml.safe_dump(old))
+    assert run_grid(jobs[1:2], tmp_path, get_spec=specs.__getitem__, log=None)[0]["skipped"]
+
     # Asking for more epochs continues the finished run.
     more = run_grid(
         [Job("toy", "linear", overrides=("trainer.max_epochs=3",))],

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..training.config import ConfigError, resolve_config
+from ..training.config import ENGINE_DEFAULTS, ConfigError, deep_merge, resolve_config
 from ..training.engine import LAST_CKPT, fit
 from ..training.rundir import atomic_write_json, read_config, read_results, to_jsonable
 from ..training.spec import TaskSpec
@@ -118,7 +118,8 @@ def run_grid(
                 and prev.get("epochs_completed", 0) >= cfg["trainer"]["max_epochs"]
             )
             if (run_dir / LAST_CKPT).exists() or done:
-                stored = read_config(run_dir)
+                # Engine keys added since the run was written take their defaults.
+                stored = deep_merge(ENGINE_DEFAULTS, read_config(run_dir))
                 diff = _diff_keys(stored, to_jsonable(cfg))
                 diff = [d for d in diff if d not in _RESUMABLE_DIFFS]
                 if diff:
