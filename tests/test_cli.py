@@ -100,6 +100,20 @@ def test_train_writes_run_and_prints_table(toy_registry, tmp_path):
     assert res.exit_code == 2 and "config.yaml" in _err(res)
 
 
+def test_results_command_lists_runs(toy_registry, tmp_path):
+    for model in ("mlp", "linear"):
+        res = runner.invoke(
+            app, ["train", "toy", "-m", model, "--runs-root", str(tmp_path), "--max-epochs", "1"]
+        )
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["results", str(tmp_path), "--split", "far"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("| far |") == 2 and "| val |" not in res.output
+    assert "| toy | linear | far |" in res.output and "finished" in res.output
+    res = runner.invoke(app, ["results", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "no results.json" in _err(res)
+
+
 def test_default_run_dir_under_runs_root(toy_registry, tmp_path):
     res = runner.invoke(
         app,

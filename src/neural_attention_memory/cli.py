@@ -158,6 +158,26 @@ def train(
     )
 
 
+@app.command()
+def results(
+    paths: list[Path] = typer.Argument(..., help="Run folders, or folders holding run folders."),
+    split: list[str] = typer.Option([], "--split", help="Only these splits (repeatable)."),
+) -> None:
+    """Print the results table of finished and running runs (e.g. while a reproduce runs)."""
+    from .experiments.report import results_table
+    from .training import read_results
+
+    found = []
+    for path in paths:
+        files = [path / "results.json"] if (path / "results.json").is_file() else []
+        files = files or sorted(path.rglob("results.json"))
+        if not files:
+            _fail(FileNotFoundError(f"paths: no results.json in or under {path}"))
+        found += [f.parent for f in files]
+    rows = [r for r in (read_results(d) for d in found) if r is not None]
+    typer.echo(results_table(rows, splits=split or None, status=True))
+
+
 @app.command(
     "eval",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

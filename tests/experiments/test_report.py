@@ -60,6 +60,8 @@ def test_results_table_and_formatters():
     assert "| Task | Model | Split | seq_acc | loss | Epoch | Params | Time |" in text
     assert "| reduce | nam_tm | id | 50.0 | 0.2500 | 4 | 1.2M | 1m15s |" in text
     assert "| reduce | nam_tm | od_hard | 100.0 |" in text
+    running = dict(res, status="running", epochs_completed=3, max_epochs=10)
+    assert "| running 3/10 |" in results_table([running], status=True)
     assert format_params(12_345) == "12.3k" and format_params(None) == "—"
     assert format_seconds(4000) == "1h06m" and format_seconds(math.nan) == "—"
 

@@ -142,10 +142,12 @@ def results_table(
     splits: Sequence[str] | None = None,
     scale: float = 100.0,
     fmt: str = ".1f",
+    status: bool = False,
 ) -> str:
     """One row per (run, split) of ``results.json`` dicts: metrics at the selected epoch.
 
     Metrics named ``loss`` are shown unscaled; the others (accuracies) are multiplied by ``scale``.
+    ``status=True`` adds a column such as ``finished`` or ``running 3/10`` (epochs done / asked).
     """
     if metrics is None:
         names: list[str] = []
@@ -154,6 +156,8 @@ def results_table(
                 names += [m for m in split_metrics if m not in names and m != "loss"]
         metrics = [*names, "loss"]
     headers = ["Task", "Model", "Split", *metrics, "Epoch", "Params", "Time"]
+    if status:
+        headers.append("Status")
     rows = []
     for res in results:
         res_splits = res.get("splits", {})
@@ -173,6 +177,11 @@ def results_table(
                 format_params(res.get("num_params")),
                 format_seconds(res.get("wall_clock_s")),
             ]
+            if status:
+                state = str(res.get("status", "—"))
+                if state != "finished" and res.get("max_epochs"):
+                    state += f" {res.get('epochs_completed', 0)}/{res['max_epochs']}"
+                cells.append(state)
             rows.append(cells)
     return markdown_table(headers, rows, align=["l", "l", "l"] + ["r"] * (len(headers) - 3))
 
