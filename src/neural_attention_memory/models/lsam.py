@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ..functional import nam_read, nam_write, unit_norm
 
@@ -183,6 +184,7 @@ class _LSAMScan(torch.autograd.Function):
         return out, M.view(B, H, d, d), h
 
     @staticmethod
+    @once_differentiable  # first-order only: a double backward raises instead of lying
     def backward(ctx, d_out, d_MT, d_hT):
         W, M_T, QK, NRM, GR, VV, MK, Y, HP, keep = ctx.saved_tensors
         T, B, H, d, G, reverse = ctx.shape

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ..functional import nam_read, nam_write, unit_norm
 
@@ -115,6 +116,7 @@ class _TapeScan(torch.autograd.Function):
         return R, TT, H
 
     @staticmethod
+    @once_differentiable  # first-order only: a double backward raises instead of lying
     def backward(ctx, dR, dTT_T, dH_T):
         W, NPE, Q, MV, AJ, TT_T, HS, NR, THW, J = ctx.saved_tensors
         d = ctx.d
