@@ -183,7 +183,8 @@ def results_table(
                     state += f" {res.get('epochs_completed', 0)}/{res['max_epochs']}"
                 cells.append(state)
             rows.append(cells)
-    return markdown_table(headers, rows, align=["l", "l", "l"] + ["r"] * (len(headers) - 3))
+    align = ["l", "l", "l"] + ["r"] * (len(headers) - 3 - status) + ["l"] * status
+    return markdown_table(headers, rows, align=align)
 
 
 def write_markdown(path: str | Path, text: str) -> Path:
