@@ -171,3 +171,17 @@ def test_bad_inputs():
         LSAM(5, 12, 4, bidirectional=True).step(torch.randn(2, 5))
     with pytest.raises(ValueError, match=r"x_t: expected shape \[B, 5\]"):
         m.step(torch.randn(2, 3, 5))
+
+
+def test_float32_gradients_stay_accurate_on_long_sequences():
+    # The backward rebuilds M_{t-1} = M_t - u k^T; rounding must not pile up over many steps.
+    m = LSAM(8, 16, 4)
+    x = torch.randn(2, 300, 8)
+    cot = torch.randn(2, 300, 16)
+    g32 = torch.autograd.grad((m(x)[0] * cot).sum(), list(m.parameters()))
+    m64 = LSAM(8, 16, 4).double()
+    m64.load_state_dict(m.state_dict())
+    out64 = m64.forward_reference(x.double())[0]
+    g64 = torch.autograd.grad((out64 * cot.double()).sum(), list(m64.parameters()))
+    for a, b in zip(g32, g64):
+        assert float((a.double() - b).norm() / b.norm()) < 1e-4

@@ -302,3 +302,17 @@ def test_learns_to_reverse_and_generalises_to_longer_strings():
 
 def test_actions_constant_is_the_paper_order():
     assert ACTIONS == ("noop", "left", "right", "jump")
+
+
+def test_float32_gradients_stay_accurate_on_long_sequences():
+    # The backward rebuilds T_{t-1} = T_t - u h_w^T: compare with float64 over 150 steps.
+    m = NAMTuringMachine(8, 2, 4, tape_length=151)
+    x = torch.randn(2, 150, 8)
+    cot = torch.randn(2, 150, 8)
+    g32 = torch.autograd.grad((m(x)[0] * cot).sum(), list(m.parameters()))
+    m64 = NAMTuringMachine(8, 2, 4).double()
+    m64.load_state_dict(m.state_dict())
+    out64 = m64(x.double(), tape_length=151)[0]
+    g64 = torch.autograd.grad((out64 * cot.double()).sum(), list(m64.parameters()))
+    for a, b in zip(g32, g64):
+        assert float((a.double() - b).norm() / b.norm()) < 1e-3
