@@ -135,7 +135,8 @@ def test_dnc_writes_to_fresh_slots_and_links_them() -> None:
     state = model.init_state(1)
     slots = []
     for t in range(4):
-        _, state = model.step(torch.tensor([t + 1]), state)
+        with torch.no_grad():
+            _, state = model.step(torch.tensor([t + 1]), state)
         slots.append(int(state.write_weights.argmax()))
         assert float(state.write_weights.max()) > 0.95
     assert len(set(slots)) == 4  # each write goes to a new slot

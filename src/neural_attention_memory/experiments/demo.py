@@ -26,7 +26,7 @@ DEMO_OVERRIDES: tuple[str, ...] = (
     "data.splits.od_easy.count=256",
     "data.splits.od_hard.count=256",
     "data.splits.test.count=256",
-    "trainer.max_epochs=4",
+    "trainer.max_epochs=3",
     "trainer.progress_bar=false",
 )
 
