@@ -285,3 +285,18 @@ def test_lr_schedule_decay_and_warmup(spec, tmp_path):
     assert _strip(resumed["history"]) == _strip(straight["history"])
     plain = fit(spec, resolve_config(spec, "quick", []), tmp_path / "c")
     assert straight["history"][0]["train/loss"] != plain["history"][0]["train/loss"]
+
+
+def test_loss_weighting_and_metric_pairs():
+    from neural_attention_memory.training import StepOutput
+    from neural_attention_memory.training.module import _batch_size, _Sums
+
+    assert _batch_size((torch.zeros(5, 3), torch.zeros(5))) == 5
+    assert _batch_size({"x": torch.zeros(4, 2)}) == 4
+    assert _batch_size("no tensors") == 1
+    sums = _Sums()
+    sums.add(StepOutput(torch.tensor(1.0), batch_size=3), 3)
+    sums.add(StepOutput(torch.tensor(4.0), batch_size=1), 1)
+    assert sums.compute(lambda t: t)["loss"] == pytest.approx((3 * 1.0 + 1 * 4.0) / 4)
+    with pytest.raises(TypeError, match=r"metrics\['acc'\]: expected a \(numerator, denominator\)"):
+        sums.add(StepOutput(torch.tensor(1.0), metrics={"acc": 0.5}), 1)

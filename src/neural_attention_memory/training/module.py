@@ -247,7 +247,7 @@ class TaskModule(L.LightningModule):
                 f"training loss is {float(out.loss.detach())} at epoch {self.current_epoch}, "
                 f"batch {batch_idx}"
             )
-        self._train_sums.add(out, _batch_size(batch))
+        self._train_sums.add(out, out.batch_size or _batch_size(batch))
         # self.log costs ~2 ms per call on CPU, so log the step loss only on the steps the loggers
         # write (every log_every_n_steps); the progress bar reads running_loss() instead.
         every = max(1, int(getattr(self.trainer, "log_every_n_steps", 1)))
@@ -280,7 +280,8 @@ class TaskModule(L.LightningModule):
         self._eval_sums = [_Sums() for _ in self.eval_splits]
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_sums[dataloader_idx].add(self._compute(batch), _batch_size(batch))
+        out = self._compute(batch)
+        self._eval_sums[dataloader_idx].add(out, out.batch_size or _batch_size(batch))
 
     def on_validation_epoch_end(self) -> None:
         self.last_eval = {}

@@ -36,10 +36,14 @@ class StepOutput:
     ``metrics`` maps a metric name (e.g. ``"seq_acc"``, ``"tok_acc"``) to a pair
     ``(numerator, denominator)`` of 0-dim tensors summed over the batch, so the engine can aggregate
     exactly over a whole split (``sum(num) / sum(den)``) whatever the batch sizes.
+
+    ``batch_size`` (optional) weights ``loss`` in the split's mean loss; by default the engine
+    uses the first dimension of the batch's first tensor.
     """
 
     loss: Tensor
     metrics: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    batch_size: int | None = None
 
 
 @dataclass
