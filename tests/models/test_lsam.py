@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neural_attention_memory.functional import unit_norm
 from neural_attention_memory.models.lsam import LSAM, LSAMCell
@@ -185,3 +187,27 @@ def test_float32_gradients_stay_accurate_on_long_sequences():
     g64 = torch.autograd.grad((out64 * cot.double()).sum(), list(m64.parameters()))
     for a, b in zip(g32, g64):
         assert float((a.double() - b).norm() / b.norm()) < 1e-4
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    B=st.integers(1, 3),
+    T=st.integers(1, 6),
+    heads=st.sampled_from([2, 4]),
+    d=st.integers(1, 3),
+    layers=st.integers(1, 2),
+    bidirectional=st.booleans(),
+    separate_erase=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_property_fast_path_equals_reference(
+    B, T, heads, d, layers, bidirectional, separate_erase, seed
+):
+    torch.manual_seed(seed)
+    m = LSAM(3, heads * d, heads, layers, bidirectional, separate_erase=separate_erase).double()
+    x = torch.randn(B, T, 3, dtype=torch.double)
+    lengths = torch.randint(1, T + 1, (B,))
+    fast, (M, h) = m(x, lengths=lengths)
+    ref, (Mr, hr) = m.forward_reference(x, lengths=lengths)
+    for a, b in ((fast, ref), (M, Mr), (h, hr)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -4,6 +4,8 @@ import time
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neural_attention_memory.models.nam_tm import ACTIONS, NAMTuringMachine
 from neural_attention_memory.models.sequence import build_memory_model
@@ -316,3 +318,24 @@ def test_float32_gradients_stay_accurate_on_long_sequences():
     g64 = torch.autograd.grad((out64 * cot.double()).sum(), list(m64.parameters()))
     for a, b in zip(g32, g64):
         assert float((a.double() - b).norm() / b.norm()) < 1e-3
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    B=st.integers(1, 3),
+    T=st.integers(1, 6),
+    tapes=st.integers(1, 3),
+    d=st.integers(1, 3),
+    L=st.integers(1, 7),
+    variant=st.sampled_from(sorted(VARIANTS)),
+    seed=st.integers(0, 2**16),
+)
+def test_property_fast_path_equals_reference(B, T, tapes, d, L, variant, seed):
+    torch.manual_seed(seed)
+    m = NAMTuringMachine(4, tapes, d, tape_length=L, **VARIANTS[variant]).double()
+    x = torch.randn(B, T, 4, dtype=torch.double)
+    pad = torch.arange(T)[None, :] >= torch.randint(1, T + 1, (B,))[:, None]
+    fast = m(x, padding_mask=pad)
+    ref = m.forward_reference(x, padding_mask=pad)
+    for a, b in zip([fast[0], *fast[1]], [ref[0], *ref[1]]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
