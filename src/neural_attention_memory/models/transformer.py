@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..functional import unit_norm
+from ..functional import nam_attention
 
 __all__ = [
     "ATTENTIONS",
@@ -126,18 +126,7 @@ class TransformerConfig:
 
 
 def _nam_attention(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-    """Non-causal NAM attention through the functional core when it provides it."""
-    try:
-        from ..functional import nam_attention
-    except ImportError:  # functional core without the fused entry point: same math, spelled out
-        qn, kn = unit_norm(q), unit_norm(k)
-        if key_padding_mask is not None:
-            kn = kn.masked_fill(key_padding_mask[:, :, None, None], 0.0)
-        M = torch.einsum("bshv,bshk->bhvk", v, kn)  # [B, H, d_v, d_k]
-        out = torch.einsum("bhvk,bthk->bthv", M, qn)
-        if key_padding_mask is not None:
-            out = out.masked_fill(key_padding_mask[:, :, None, None], 0.0)
-        return out
+    """Non-causal NAM attention of the functional core (padded tokens write nothing, output 0)."""
     return nam_attention(q, k, v, key_padding_mask=key_padding_mask)
 
 
@@ -153,12 +142,13 @@ def softmax_attention(
         `[B, T, H, d_v]`, zero at padded positions.
     """
     mask = None
-    if key_padding_mask is not None:
+    if key_padding_mask is not None and bool(key_padding_mask.any()):
+        # Only pass a mask when something is padded: without one SDPA may pick a fused kernel.
         mask = ~key_padding_mask[:, None, None, :]  # [B, 1, 1, T]: True = may attend
     out = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout_p
     ).transpose(1, 2)
-    if key_padding_mask is not None:
+    if mask is not None:
         out = out.masked_fill(key_padding_mask[:, :, None, None], 0.0)
     return out
 

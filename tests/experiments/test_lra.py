@@ -1,0 +1,166 @@
+"""The LRA experiment family: registration, presets, models per task, training, the reproducer."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from neural_attention_memory.experiments import lra
+from neural_attention_memory.experiments.registry import get_reproducer, get_task, list_tasks
+from neural_attention_memory.models.transformer import DualEncoderClassifier, SequenceClassifier
+from neural_attention_memory.tasks.lra import MissingDataError
+from neural_attention_memory.training import fit, resolve_config
+
+TINY_MODEL = [
+    "model.d_model=16",
+    "model.num_layers=1",
+    "model.num_heads=2",
+    "model.d_ff=32",
+    "trainer.progress_bar=false",
+    "trainer.batch_size=8",
+    "trainer.max_epochs=1",
+]
+TINY_LISTOPS = [
+    "data.min_length=10",
+    "data.max_length=40",
+    "data.train=16",
+    "data.val=8",
+    "data.test=8",
+]
+
+
+def _cfg(task, model, tmp_path, extra=()):
+    cache = (
+        [f"data.cache_root={tmp_path / 'cache'}"]
+        if task in ("lra-listops", "lra-pathfinder32")
+        else []
+    )
+    return resolve_config(get_task(task), "quick", [*TINY_MODEL, *cache, *extra], model=model)
+
+
+def test_tasks_models_and_presets_are_registered() -> None:
+    assert set(lra.TASKS) == set(list_tasks("lra"))
+    for task in lra.TASKS:
+        spec = get_task(task)
+        assert spec.family == "lra" and spec.selection_metric == "val/acc"
+        assert set(spec.models) == {"nam-transformer", "softmax-transformer", "linear-transformer"}
+        assert {"quick", "paper"} <= set(spec.presets)
+    paper = get_task("lra-listops").presets["paper"]
+    assert (
+        paper["model"]["num_layers"],
+        paper["model"]["d_model"],
+        paper["model"]["num_heads"],
+    ) == (4, 512, 8)
+    assert paper["model"]["d_ff"] == 1024 and paper["data"]["max_length"] == 2000
+    assert get_task("lra-text").presets["paper"]["model"]["d_model"] == 256
+    assert get_task("lra-image").presets["paper"]["model"]["num_layers"] == 1
+    assert get_task("lra-pathfinder32").presets["paper"]["model"]["d_model"] == 32
+
+
+@pytest.mark.parametrize("model", list(lra.MODELS))
+def test_one_training_epoch_per_model_on_tiny_listops(model: str, tmp_path) -> None:
+    cfg = _cfg("lra-listops", model, tmp_path, TINY_LISTOPS)
+    res = fit(get_task("lra-listops"), cfg, tmp_path / "run")
+    assert res["status"] == "finished" and res["epochs_completed"] == 1
+    assert 0.0 <= res["splits"]["test"]["acc"] <= 1.0
+    assert np.isfinite(res["splits"]["train"]["loss"])
+
+
+def test_pathfinder_builds_and_steps(tmp_path) -> None:
+    extra = ["data.train=8", "data.val=4", "data.test=4"]
+    cfg = _cfg("lra-pathfinder32", "nam-transformer", tmp_path, extra)
+    spec = get_task("lra-pathfinder32")
+    ds = spec.build_datasets(cfg, cfg["seed"])
+    model = spec.build_model(cfg)
+    assert isinstance(model, SequenceClassifier) and model.encoder.config.max_len == 1025
+    batch = spec.collate_fn([ds["train"][i] for i in range(4)])
+    assert batch["tokens"].shape == (4, 1024) and not batch["padding_mask"].any()
+    out = spec.compute(model, batch)
+    out.loss.backward()
+    num, den = out.metrics["acc"]
+    assert 0 <= float(num) <= float(den) == 4.0
+
+
+def _write_user_files(root):
+    for split in ("train", "test"):
+        for sub, label in (("pos", 1), ("neg", 0)):
+            d = root / "aclImdb" / split / sub
+            d.mkdir(parents=True)
+            for i in range(4):
+                (d / f"{i}_1.txt").write_text(f"review {i} {'good' if label else 'bad'} " * 3)
+    tsv = root / "tsv_data"
+    tsv.mkdir()
+    for split in ("train", "eval", "test"):
+        (tsv / f"new_aan_pairs.{split}.tsv").write_text(
+            "".join(f"{i % 2}\ta{i}\tb{i}\tpaper text {i}\tother paper {i * 7}\n" for i in range(6))
+        )
+    cifar = root / "cifar-10-batches-py"
+    cifar.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with (cifar / name).open("wb") as f:
+            pickle.dump(
+                {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 3]},
+                f,
+            )
+
+
+@pytest.mark.parametrize("task", ["lra-text", "lra-retrieval", "lra-image"])
+def test_user_data_tasks_on_fixture_files(task: str, tmp_path) -> None:
+    root = tmp_path / "lra"
+    assert not lra.data_available(task, {"root": str(root)})
+    extra = [f"data.root={root}"]
+    if task == "lra-text":
+        extra += ["data.val_count=2", "data.max_length=20"]
+    elif task == "lra-image":
+        extra += ["data.val_count=4"]
+    cfg = _cfg(task, "linear-transformer", tmp_path, extra)
+    spec = get_task(task)
+    with pytest.raises(MissingDataError, match="put|Put"):
+        spec.build_datasets(cfg, 0)
+    _write_user_files(root)
+    assert lra.data_available(task, {"root": str(root)})
+    ds = spec.build_datasets(cfg, 0)
+    assert set(ds) == {"train", "val", "test"}
+    model = spec.build_model(cfg)
+    batch = spec.collate_fn([ds["train"][i] for i in range(2)])
+    if task == "lra-retrieval":
+        assert isinstance(model, DualEncoderClassifier)
+        assert batch["tokens1"].shape[0] == 2
+    if task == "lra-text":
+        assert batch["tokens"].shape[1] <= 20 and int(batch["tokens"].max()) < 257
+    if task == "lra-image":
+        assert batch["tokens"].shape == (2, 1024)
+    out = spec.compute(model, batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+
+
+def test_model_validation(tmp_path) -> None:
+    cfg = _cfg("lra-listops", "nam-transformer", tmp_path, TINY_LISTOPS)
+    cfg["model"]["name"] = "performer"
+    with pytest.raises(ValueError, match="model.name"):
+        lra.build_model(cfg)
+    cfg["model"]["name"] = "nam-transformer"
+    cfg["model"]["depth"] = 3
+    with pytest.raises(ValueError, match="unknown keys"):
+        lra.build_model(cfg)
+    with pytest.raises(ValueError, match="tasks"):
+        lra.reproduce("quick", tmp_path, tasks=["lra-audio"])
+
+
+def test_reproducer_writes_table1_report_and_plot(tmp_path) -> None:
+    over = [*TINY_MODEL, *TINY_LISTOPS, f"data.cache_root={tmp_path / 'cache'}"]
+    report = get_reproducer("lra")(
+        preset="quick", out_dir=tmp_path / "out", tasks=["lra-listops"], overrides=over
+    )
+    text = report.read_text()
+    assert "| Model | ListOps | speedup |" in text
+    assert "(29.75)" in text and "(2.66)" in text  # the paper's numbers beside ours
+    nam_row = next(line for line in text.splitlines() if line.startswith("| NAM Transformer"))
+    assert "—" not in nam_row.split("|")[2]  # our accuracy is filled in
+    assert (tmp_path / "out" / "acc_vs_time_lra-listops.png").stat().st_size > 1000
+    # Re-running skips the finished runs.
+    again = lra.reproduce("quick", tmp_path / "out", tasks=["lra-listops"], overrides=over)
+    assert again == report
