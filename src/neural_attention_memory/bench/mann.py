@@ -122,12 +122,15 @@ def _peak_in_subprocess(row: dict[str, Any], threads: int) -> float | None:
         f"{row['B']}, {row['T']})))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = None
     try:
         proc = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
         )
         return json.loads(proc.stdout.strip().splitlines()[-1])
-    except (subprocess.SubprocessError, ValueError, IndexError, OSError):
+    except (subprocess.SubprocessError, ValueError, IndexError, OSError) as err:
+        detail = proc.stderr.strip().splitlines()[-1:] if proc is not None else []
+        print(f"peak memory of {row['family']} {row['impl']} not measured: {err} {detail}")
         return None
 
 
