@@ -186,3 +186,22 @@ def test_demo_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch, capsys) -> Non
     for label in ("NAM-TM", "LSTM", "TF"):
         assert f"| {label} |" in out
     assert report.is_file() and (tmp_path / "demo_reduce.png").is_file()
+
+
+def test_cli_plot_and_errors(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from neural_attention_memory.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["plot", str(tmp_path), "--out", str(tmp_path / "x.png")])
+    assert res.exit_code == 2 and "run_dirs" in res.output
+    res = runner.invoke(app, ["train", "sorting"])
+    assert res.exit_code == 2 and "valid choices" in res.output and "reduce" in res.output
+    res = runner.invoke(app, ["train", "reduce", "--model", "gpt"])
+    assert res.exit_code == 2 and "nam-tm" in res.output
+    fit(get_task("reduce"), tiny_config(), tmp_path / "run")
+    out = tmp_path / "plot.png"
+    res = runner.invoke(app, ["plot", str(tmp_path / "run"), "--out", str(out), "--count", "4"])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
