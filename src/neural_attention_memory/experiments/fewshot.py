@@ -419,7 +419,14 @@ _EPISODES_QUICK = {
 
 STAGE2_PRESETS = {
     "quick": {
-        "model": {"name": "nam", "gate_hidden": 64, "write_mode": "batched", "value_scale": "mean"},
+        "model": {
+            "name": "nam",
+            "gate_hidden": 64,
+            "write_mode": "batched",
+            "value_scale": "mean",
+            "p_w_init": 0.9,
+            "p_e_init": 0.2,
+        },
         "data": _EPISODES_QUICK,
         "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4, "lr_decay": 0.8},
         "trainer": {
@@ -435,6 +442,8 @@ STAGE2_PRESETS = {
             "gate_hidden": 128,
             "write_mode": "batched",
             "value_scale": "mean",
+            "p_w_init": 0.9,
+            "p_e_init": 0.2,
         },
         "data": {**_EPISODES_QUICK, "train_episodes": 4000, "val_episodes": 1000},
         "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4, "lr_decay": 0.8},
@@ -730,6 +739,14 @@ def reproduce_fewshot(
                 },
                 "offsets": OFFSETS.tolist(),
             }
+            if "nam" in trained:
+                with torch.no_grad():
+                    keys = F.normalize(feats[torch.from_numpy(data.indices("novel"))], dim=-1)
+                    p_w, p_e = trained["nam"].gates(keys)
+                setting["nam_gates_on_novel"] = {
+                    "p_w": [float(p_w.mean()), float(p_w.std())],
+                    "p_e": [float(p_e.mean()), float(p_e.std())],
+                }
             if "cosine" in heads and "nam" in heads:
                 setting["nam_minus_cosine"] = summarize(
                     {m: per_ep["nam"][m] - per_ep["cosine"][m] for m in SUMMARY_METRICS[:5]}
@@ -826,6 +843,14 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
             if d is not None:
                 cells = " | ".join(_fmt(d[m]) for m in _MAIN)
                 lines.append(f"| {setting} | {cells} | {verdict(d)} |")
+        for setting, res in ds["settings"].items():
+            g = res.get("nam_gates_on_novel")
+            if g:
+                lines.append(
+                    f"- {setting}: learned NAM gates on the novel-split features: "
+                    f"p_w = {g['p_w'][0]:.3f} (sd {g['p_w'][1]:.3f}), "
+                    f"p_e = {g['p_e'][0]:.3f} (sd {g['p_e'][1]:.3f})."
+                )
         lines += [
             "",
             "Calibration-free view: adding an offset to every novel score (in cosine units) moves a "
