@@ -164,3 +164,28 @@ def test_reproducer_writes_table1_report_and_plot(tmp_path) -> None:
     # Re-running skips the finished runs.
     again = lra.reproduce("quick", tmp_path / "out", tasks=["lra-listops"], overrides=over)
     assert again == report
+
+
+def test_generated_tasks_can_read_the_lra_release(tmp_path) -> None:
+    from neural_attention_memory.tasks.lra import (
+        ListOpsConfig,
+        PathfinderConfig,
+        generate_listops,
+        generate_pathfinder,
+        write_listops_tsv,
+        write_pathfinder_release,
+    )
+
+    rel = tmp_path / "lra_release"
+    for i, split in enumerate(("train", "val", "test")):
+        rows = generate_listops(6, i, ListOpsConfig(min_length=10, max_length=30))
+        write_listops_tsv(rel / "listops-1000" / f"basic_{split}.tsv", rows)
+    cfg = _cfg("lra-listops", "nam-transformer", tmp_path, [*TINY_LISTOPS, f"data.release={rel}"])
+    ds = get_task("lra-listops").build_datasets(cfg, 0)
+    assert [len(ds[s]) for s in ("train", "val", "test")] == [6, 6, 6]
+    images, labels = generate_pathfinder(20, 0, PathfinderConfig(size=32))
+    write_pathfinder_release(rel, images, labels, "easy")
+    cfg = _cfg("lra-pathfinder32", "nam-transformer", tmp_path, [f"data.release={rel}"])
+    ds = get_task("lra-pathfinder32").build_datasets(cfg, 0)
+    assert [len(ds[s]) for s in ("train", "val", "test")] == [16, 2, 2]
+    assert np.array_equal(ds["train"][3]["tokens"].numpy(), images[3].reshape(-1))
