@@ -174,3 +174,15 @@ def test_equal_error_point_and_erase_ablation():
     assert head.gate_e.net[2].weight.abs().sum() > 0  # the original is untouched
     with pytest.raises(ValueError, match="p_e"):
         fs.erase_ablation(head, 1.0)
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper"])
+def test_presets_resolve(preset):
+    from neural_attention_memory.training import resolve_config
+
+    s1 = resolve_config(get_task(fs.STAGE1), preset)
+    assert s1["model"]["name"] == "convnet" and s1["data"]["dataset"] == "glyphs"
+    for head in fs.HEADS:
+        cfg = resolve_config(get_task(fs.STAGE2), preset, ["data.k_shot=5"], model=head)
+        assert cfg["model"]["name"] == head and cfg["data"]["k_shot"] == 5
+        assert cfg["trainer"]["batch_size"] == 1  # one episode per step

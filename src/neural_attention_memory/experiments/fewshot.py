@@ -843,6 +843,7 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
             if d is not None:
                 cells = " | ".join(_fmt(d[m]) for m in _MAIN)
                 lines.append(f"| {setting} | {cells} | {verdict(d)} |")
+        lines.append("")
         for setting, res in ds["settings"].items():
             g = res.get("nam_gates_on_novel")
             if g:
