@@ -186,3 +186,40 @@ def test_presets_resolve(preset):
         cfg = resolve_config(get_task(fs.STAGE2), preset, ["data.k_shot=5"], model=head)
         assert cfg["model"]["name"] == head and cfg["data"]["k_shot"] == 5
         assert cfg["trainer"]["batch_size"] == 1  # one episode per step
+
+
+def test_reproduce_on_an_omniglot_layout(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setenv("NAM_DATA_DIR", str(tmp_path / "data"))
+    root = tmp_path / "omniglot"
+    rng = np.random.default_rng(0)
+    layout = {"images_background": ["A", "B"], "images_evaluation": ["C", "D", "E"]}
+    for sub, alphabets in layout.items():
+        for a in alphabets:
+            for c in range(6):
+                folder = root / sub / a / f"character{c + 1:02d}"
+                folder.mkdir(parents=True)
+                pattern = rng.random((6, 6)) > 0.5  # one shape per character, jittered below
+                for i in range(20):
+                    img = np.full((28, 28), 255, dtype=np.uint8)
+                    big = np.kron(pattern, np.ones((4, 4), dtype=bool))
+                    y, x = rng.integers(0, 4, size=2)
+                    img[y : y + 24, x : x + 24][big] = 0
+                    Image.fromarray(img).save(folder / f"{i}.png")
+    tiny = tuple(o for o in TINY if "glyphs" not in o)
+    with pytest.raises(ValueError, match="datasets"):
+        fs.reproduce_fewshot("quick", tmp_path / "x", datasets=("miniimagenet",), overrides=tiny)
+    report = fs.reproduce_fewshot(
+        "quick",
+        tmp_path / "out",
+        shots=(1,),
+        test_episodes=10,
+        omniglot=str(root),
+        datasets=("omniglot",),
+        overrides=tiny,
+    )
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert list(res["datasets"]) == ["omniglot"]
+    assert res["datasets"]["omniglot"]["classes"] == {"base": 12, "val": 6, "novel": 12}
+    assert "## omniglot" in report.read_text()
