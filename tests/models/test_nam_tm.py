@@ -287,7 +287,7 @@ def _train_reversal(model, n_max, max_steps, lr, seconds):
 def test_learns_to_reverse_short_digit_strings():
     torch.manual_seed(0)
     model = build_memory_model("nam-tm", 12, 10, dim=32, num_tapes=2, head_dim=16, num_layers=1)
-    acc, steps = _train_reversal(model, n_max=5, max_steps=1500, lr=1e-2, seconds=50)
+    acc, steps = _train_reversal(model, n_max=5, max_steps=1500, lr=1e-2, seconds=120)
     assert acc >= 0.95, f"sequence accuracy {acc:.3f} after {steps} steps"
 
 
