@@ -10,8 +10,10 @@ One step, with input ``x_t`` and previous hidden ``h_{t-1}``::
 :class:`LSAMCell` is the line-by-line form built on :func:`nam_read` / :func:`nam_write` (it is the
 reference the fast path is tested against). :class:`LSAM` follows ``nn.LSTM``'s calling convention
 and is the fast path: the input half of every projection is one matmul over the whole sequence, and
-each step does one ``addmm`` plus a handful of fused per-head ops (tied erase folds into one
-``addcmul``: ``M + p_w (v - M k) k^T``).
+each step does one ``addmm`` plus a handful of per-head ops (tied erase folds into one rank-1
+update ``M + p_w (v - M k) k^T``), inside an ``autograd.Function`` (:class:`_LSAMScan`) whose
+hand-written backward rebuilds each previous memory instead of storing one per step.
+:meth:`LSAM.forward_reference` steps the cells and is differentiated by autograd.
 
 Shapes: ``B`` batch, ``T`` time, ``H`` heads, ``d = hidden_size / H`` head size, memories
 ``[B, H, d, d]`` (value rows, key columns).

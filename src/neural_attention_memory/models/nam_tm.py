@@ -17,12 +17,13 @@ action, value, key and jump query is computed for all steps before the tape loop
 projection of the reads of all tapes.
 
 Fast path (:meth:`NAMTuringMachine.forward`): batch and tapes are folded into one batch dim; the
-value and key tapes are one tensor `[B*N, 2d, L]` so a write is one ``bmm`` (``T h_w``) and one
-``baddbmm`` for both; head moves are one ``cat`` (circular padding by one cell) and one small matmul
-over the three shift windows; read gates are applied after the loop. Autograd keeps about one copy
-of the tapes per step. :meth:`NAMTuringMachine.forward_reference` is the slow twin: the controller
-stepped token by token, a Python loop over tapes, :func:`nam_write` / :func:`nam_read` and
-``torch.roll`` line by line.
+value and key tapes are one tensor `[B*N, 2d, L]` so both writes are one mat-vec (``T h_w``) and one
+in-place rank-1 update; head moves are one ``cat`` (circular padding by one cell) and one small
+matmul over the three shift windows; read gates are applied after the loop. The tape loop is an
+``autograd.Function`` (:class:`_TapeScan`) whose backward rebuilds each previous tape from the next
+one, so no per-step tape is stored. :meth:`NAMTuringMachine.forward_reference` is the slow twin: the
+controller stepped token by token, a Python loop over tapes, :func:`nam_write` / :func:`nam_read`
+and ``torch.roll`` line by line, differentiated by autograd.
 
 Shapes: ``B`` batch, ``T`` time, ``N`` tapes, ``d`` head (cell) size, ``L`` tape length, ``A``
 actions. Value/key tapes `[B, N, d, L]`, heads `[B, N, 2, L]` (index 0 = read head, 1 = write head).
@@ -50,7 +51,7 @@ _EPS = 1e-6
 
 
 class _Plan:
-    """Everything that does not depend on the tape, for all steps (time-major, `[T, B, N, ...]`)."""
+    """Everything that does not depend on the tape, for all steps (`[B, T, N, ...]`)."""
 
     __slots__ = ("a", "k", "p_e", "p_r", "p_w", "q", "v")
 
