@@ -223,3 +223,36 @@ def test_reproduce_on_an_omniglot_layout(tmp_path, monkeypatch):
     assert list(res["datasets"]) == ["omniglot"]
     assert res["datasets"]["omniglot"]["classes"] == {"base": 12, "val": 6, "novel": 12}
     assert "## omniglot" in report.read_text()
+
+
+def test_reproduce_on_mini_imagenet_pickles(tmp_path, monkeypatch):
+    import pickle
+
+    monkeypatch.setenv("NAM_DATA_DIR", str(tmp_path / "data"))
+    root = tmp_path / "mini"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for split, n_cls in (("train", 8), ("val", 6), ("test", 6)):
+        colours = rng.integers(0, 256, size=(n_cls, 1, 1, 3))
+        noise = rng.integers(0, 40, size=(n_cls * 30, 84, 84, 3))
+        images = np.clip(np.repeat(colours, 30, axis=0) + noise, 0, 255).astype(np.uint8)
+        class_dict = {f"{split}{c}": list(range(30 * c, 30 * c + 30)) for c in range(n_cls)}
+        with open(root / f"mini-imagenet-cache-{split}.pkl", "wb") as fh:
+            pickle.dump({"image_data": images, "class_dict": class_dict}, fh)
+    # 2 base val images per class (5%): 10 base queries per validation episode.
+    tiny = (*(o for o in TINY if "glyphs" not in o), "stage2:data.n_query_base=10")
+    fs.reproduce_fewshot(
+        "quick",
+        tmp_path / "out",
+        shots=(5,),
+        test_episodes=10,
+        miniimagenet=str(root),
+        datasets=("miniimagenet",),
+        overrides=tiny,
+    )
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    ds = res["datasets"]["miniimagenet"]
+    assert ds["classes"] == {"base": 8, "val": 6, "novel": 6}
+    # The quick preset reads mini-ImageNet at 32 px (colour): features from a 3-channel ConvNet.
+    net, cfg = fs.load_stage1(ds["stage1"]["run_dir"])
+    assert cfg["data"]["image_size"] == 32 and net.backbone.config.in_channels == 3
