@@ -283,8 +283,8 @@ def episode_sampler(
     """Episodes of a stage-2 config's ``data`` section ``d`` for ``split``.
 
     ``"train"``: fake-novel episodes from the base classes' holdout samples (train samples when
-    the source has no holdout); ``"val"``: novel classes
-    from the val split, base queries from base val samples; ``"test"``: novel split, base test.
+    the source has no holdout); ``"val"``: novel classes from the val split, base queries from
+    base val samples; ``"test"``: novel classes from the novel split, base queries from base test.
     """
     base = data.class_split["base"]
     common = dict(
