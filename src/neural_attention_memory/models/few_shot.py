@@ -93,7 +93,7 @@ def _check_labels(labels: object, n: int, n_way: int | None) -> tuple[Tensor, in
     if bool((counts == 0).any()):
         missing = torch.nonzero(counts == 0).flatten().tolist()
         raise ValueError(
-            f"support_labels: expected every novel class 0..{n_way - 1} once, missing {missing}"
+            f"support_labels: expected every novel class 0..{n_way - 1} at least once, missing {missing}"
         )
     return labels, n_way
 
