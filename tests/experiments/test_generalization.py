@@ -40,7 +40,7 @@ def test_every_task_is_registered_with_the_papers_rule() -> None:
         spec = get_task(task)
         assert spec.family == "generalization"
         assert {"quick", "paper"} <= set(spec.presets)
-        assert spec.selection_metric == ("id/seq_acc" if task == "scan" else "od_easy/seq_acc")
+        assert spec.selection_metric == ("id/select" if task == "scan" else "od_easy/select")
         for model in ("nam-tm", "lsam", "transformer", "lstm", "ut", "dnc", "stack-rnn"):
             assert model in spec.models
     paper = get_task("fib").presets["paper"]
@@ -72,6 +72,8 @@ def test_compute_scores_only_target_positions() -> None:
     (sn, sd), (tn, td) = out.metrics["seq_acc"], out.metrics["tok_acc"]
     assert (float(sn), float(sd)) == (1.0, 2.0)
     assert (float(tn), float(td)) == (3.0, 4.0)
+    num, den = out.metrics["select"]  # seq_acc, ties broken by per-sample token accuracy
+    assert float(den) == 2.0 and abs(float(num) - (1.0 + gen.TIE_BREAK * 1.5)) < 1e-7
     valid = targets != -100
     ref = torch.nn.functional.cross_entropy(logits[valid], targets[valid])
     torch.testing.assert_close(out.loss, ref)
@@ -117,7 +119,7 @@ def test_every_model_trains_one_step_through_the_spec(model: str) -> None:
 def test_tiny_run_results_eval_and_curve(tmp_path) -> None:
     cfg = tiny_config(epochs=2)
     res = fit(get_task("reduce"), cfg, tmp_path / "run")
-    assert res["status"] == "finished" and res["selection"]["metric"] == "od_easy/seq_acc"
+    assert res["status"] == "finished" and res["selection"]["metric"] == "od_easy/select"
     for split in ("id", "od_easy", "od_hard", "test"):
         assert {"seq_acc", "tok_acc"} <= set(res["splits"][split])
         assert 0.0 <= res["splits"][split]["seq_acc"] <= res["splits"][split]["tok_acc"] <= 1.0
