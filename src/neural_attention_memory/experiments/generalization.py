@@ -328,13 +328,16 @@ def length_curve(
     Returns:
         ``{"sizes": [...], "seq_acc": [...], "tok_acc": [...], "train_max": int}``.
     """
-    from ..training import evaluate, read_config
+    from ..training import evaluate, read_config, read_results
 
     run_dir = Path(run_dir)
     cache = run_dir / CURVE_FILE
+    results = read_results(run_dir) or {}
+    # The cache is valid for one checkpoint: a resumed / longer run recomputes it.
+    key = [results.get("selected_epoch"), results.get("epochs_completed")]
     if cache.is_file() and not refresh:
         cached = json.loads(cache.read_text())
-        if cached.get("count") == count:
+        if cached.get("count") == count and cached.get("checkpoint") == key:
             return cached
     config = read_config(run_dir)
     spec = make_spec(config["task"])
@@ -371,6 +374,7 @@ def length_curve(
         "tok_acc": [scores.get(str(n), {}).get("tok_acc") for n in sizes],
         "train_max": train_max,
         "count": count,
+        "checkpoint": key,
     }
     cache.write_text(json.dumps(curve, indent=1))
     return curve
