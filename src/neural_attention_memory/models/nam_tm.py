@@ -317,12 +317,6 @@ class NAMTuringMachine(nn.Module):
                 raise ValueError(
                     f"padding_mask: expected shape [B, T] = {(B, T)}, got {tuple(padding_mask.shape)}"
                 )
-            # The controller LSTM runs over every position, so only trailing padding is exact.
-            if bool((padding_mask[:, :-1] & ~padding_mask[:, 1:]).any()):
-                raise ValueError(
-                    "padding_mask: expected right padding (no real token after a padded one), "
-                    "got a real token after padding"
-                )
             pad = padding_mask
         return x, vt, kt, h0, pad
 
@@ -373,8 +367,8 @@ class NAMTuringMachine(nn.Module):
             tape: ``(tape, key_tape)`` `[B, N, d, L]` each, e.g. a previous layer's final tapes
                 (stacked layers hand the tape on); None = blank tapes of ``tape_length`` cells.
             heads: `[B, N, 2, L]` (read, write) or None (one-hot at cell 0).
-            padding_mask: `[B, T]` bool, True = padding, right padding only: padded steps read,
-                write and move nothing.
+            padding_mask: `[B, T]` bool, True = padding (anywhere): padded steps read, write and
+                move nothing and do not advance the controller; their outputs are to be ignored.
             tape_length: cells of blank tapes (default ``self.tape_length``).
             controller_state: the controller LSTM's ``(h, c)`` `[1, B, dim]` each, to continue a
                 sequence split in pieces (see :meth:`step`); None = zeros.
@@ -387,6 +381,13 @@ class NAMTuringMachine(nn.Module):
         B, T = x.shape[:2]
         N, d, L = self.num_tapes, self.head_dim, vt.shape[-1]
         BN = B * N
+        order = None
+        if pad is not None and bool((pad[:, :-1] & ~pad[:, 1:]).any()):
+            # Padding before a real token: padded steps are no-ops, so move the real tokens to the
+            # front (stable) and run right-padded; outputs go back to their positions at the end.
+            order = torch.sort(pad.to(torch.uint8), dim=1, stable=True).indices
+            x = x.gather(1, order.unsqueeze(-1).expand_as(x))
+            pad = pad.gather(1, order)
         c, hc = self._control(x, pad, controller_state)
         plan = self._gates_actions(c, x, pad)
 
@@ -424,6 +425,8 @@ class NAMTuringMachine(nn.Module):
         if plan.p_r is not None:
             r = r * plan.p_r.unsqueeze(-1)
         out = self.out_proj(r.reshape(B, T, N * d))
+        if order is not None:
+            out = out.gather(1, order.argsort(dim=1).unsqueeze(-1).expand_as(out))
         TT = TT.view(B, N, -1, L)
         vt_out = TT[:, :, :d]
         kt_out = TT[:, :, d:] if self.jump else kt
@@ -532,7 +535,8 @@ class NAMTuringMachine(nn.Module):
     def _control(
         self, x: Tensor, pad: Tensor | None, hc: object
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """The controller LSTM over all steps at once; its final state skips trailing padding."""
+        """The controller LSTM over all steps at once (right padding: its final state is taken after
+        each sequence's last real token)."""
         hc = self._check_controller_state(hc, x)
         if pad is None:
             return self.controller(x, hc)

@@ -177,7 +177,7 @@ class NAMTMSequenceModel(nn.Module):
     def forward(
         self, tokens: Tensor, padding_mask: Tensor | None = None, *, reference: bool = False
     ) -> Tensor:
-        """`tokens [B, T]` int, `padding_mask [B, T]` bool right padding -> `[B, T, C]`.
+        """`tokens [B, T]` int, `padding_mask [B, T]` bool (True = padding) -> `[B, T, C]`.
 
         ``reference=True`` runs every layer's slow twin (for tests and benchmarks).
         """
