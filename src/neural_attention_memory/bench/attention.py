@@ -145,7 +145,8 @@ def _inputs(form: Form, T: int, grad: bool, g: torch.Generator):
     return q, k, v, gates
 
 
-def _measure(form: Form, T: int, reps: int, budget_s: float) -> dict[str, float | None]:
+def _callables(form: Form, T: int):
+    """``(fwd, fwd_bwd)`` closures over fresh inputs of length ``T``."""
     g = torch.Generator().manual_seed(T)
     q, k, v, gates = _inputs(form, T, False, g)
 
@@ -161,12 +162,20 @@ def _measure(form: Form, T: int, reps: int, budget_s: float) -> dict[str, float 
         out = form.fn(qg, kg, vg, gg)
         torch.autograd.grad(out, leaves, cot)
 
-    res: dict[str, float | None] = {}
-    res["fwd_ms"] = time_fn(fwd, reps=reps, warmup=1, budget_s=budget_s)
-    res["fwd_bwd_ms"] = time_fn(fwd_bwd, reps=reps, warmup=1, budget_s=budget_s)
-    res["fwd_peak_mb"] = peak_memory_mb(fwd)
-    res["fwd_bwd_peak_mb"] = peak_memory_mb(fwd_bwd)
-    return res
+    return fwd, fwd_bwd
+
+
+def _time(form: Form, T: int, reps: int, budget_s: float) -> dict[str, float]:
+    fwd, fwd_bwd = _callables(form, T)
+    return {
+        "fwd_ms": time_fn(fwd, reps=reps, warmup=1, budget_s=budget_s),
+        "fwd_bwd_ms": time_fn(fwd_bwd, reps=reps, warmup=1, budget_s=budget_s),
+    }
+
+
+def _memory(form: Form, T: int) -> dict[str, float | None]:
+    fwd, fwd_bwd = _callables(form, T)
+    return {"fwd_peak_mb": peak_memory_mb(fwd), "fwd_bwd_peak_mb": peak_memory_mb(fwd_bwd)}
 
 
 def _ratio(rows: list[dict], T: int, num: str, den: str, key: str) -> float | None:
@@ -231,19 +240,25 @@ def run(
     refused = {n for n, e in errors.items() if not e < 1e-8}
     for n in sorted(refused):
         print(f"refusing to time {n!r}: it differs from its naive twin by {errors[n]:.3g}")
+    todo = [
+        (T, name, form)
+        for T in lengths
+        for name, form in forms.items()
+        if name not in refused and T <= form.max_T
+    ]
+    # All timings first, then all memory readings: the memory probe switches the allocator to
+    # return every large buffer to the OS, which would slow (and bias) timings taken after it.
     rows: list[dict[str, Any]] = []
-    for T in lengths:
-        for name, form in forms.items():
-            if name in refused or T > form.max_T:
-                continue
-            res = _measure(form, T, reps, budget_s=6.0 if quick else 20.0)
-            rows.append({"form": name, "T": T, **res})
-            if verbose:
-                print(
-                    f"T={T:>6} {name:>17}: fwd {res['fwd_ms']:9.2f} ms  fwd+bwd "
-                    f"{res['fwd_bwd_ms']:9.2f} ms  peak fwd+bwd {res['fwd_bwd_peak_mb'] or 0:8.1f} MiB",
-                    flush=True,
-                )
+    for T, name, form in todo:
+        res = _time(form, T, reps, budget_s=6.0 if quick else 20.0)
+        rows.append({"form": name, "T": T, **res})
+        if verbose:
+            print(
+                f"T={T:>6} {name:>17}: fwd {res['fwd_ms']:9.2f} ms  fwd+bwd {res['fwd_bwd_ms']:9.2f} ms",
+                flush=True,
+            )
+    for row, (T, _, form) in zip(rows, todo, strict=True):
+        row.update(_memory(form, T))
     T_r = RATIO_T if RATIO_T in lengths else max(lengths)
     T_m = max(lengths)
     ratios = {

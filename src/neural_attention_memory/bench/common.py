@@ -35,8 +35,7 @@ _libc = None
 
 
 def set_threads(threads: int) -> None:
-    """Set torch's intra-op threads (and fix the allocator for memory measurements early)."""
-    _tune_malloc()
+    """Set torch's intra-op threads."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads: expected a positive int, got {threads!r}")
     torch.set_num_threads(threads)
@@ -108,7 +107,9 @@ def peak_memory_mb(fn: Callable[[], Any]) -> float | None:
     """Peak resident memory (MiB) that ``fn()`` adds on top of what is live before it runs.
 
     Linux only (resets the ``VmHWM`` high-water mark through ``/proc/self/clear_refs``); returns
-    None where that is unavailable.
+    None where that is unavailable. The first call fixes glibc's mmap threshold for the rest of
+    the process so freed buffers leave the resident set; that slows later allocations, so take
+    timings before memory readings.
     """
     if not sys.platform.startswith("linux") or not _CLEAR_REFS.exists():
         return None
