@@ -1,5 +1,6 @@
 """The LRA experiment family: registration, presets, models per task, training, the reproducer."""
 
+import json
 import pickle
 
 import numpy as np
@@ -161,6 +162,13 @@ def test_reproducer_writes_table1_report_and_plot(tmp_path) -> None:
     nam_row = next(line for line in text.splitlines() if line.startswith("| NAM Transformer"))
     assert "—" not in nam_row.split("|")[2]  # our accuracy is filled in
     assert (tmp_path / "out" / "acc_vs_time_lra-listops.png").stat().st_size > 1000
+    assert "ms / step (CPU)" in text
+    step = json.loads(
+        (tmp_path / "out" / "lra-listops" / "nam-transformer" / "step_time.json").read_text()
+    )
+    assert step["step_ms"] > 0 and step["batches"] == 2  # 16 training examples at batch 8
+    softmax_row = next(line for line in text.splitlines() if line.startswith("| Transformer"))
+    assert softmax_row.split("|")[3].strip().startswith("1.00")  # the peer's own speedup
     # Re-running skips the finished runs.
     again = lra.reproduce("quick", tmp_path / "out", tasks=["lra-listops"], overrides=over)
     assert again == report
