@@ -197,3 +197,18 @@ def test_generated_tasks_can_read_the_lra_release(tmp_path) -> None:
     ds = get_task("lra-pathfinder32").build_datasets(cfg, 0)
     assert [len(ds[s]) for s in ("train", "val", "test")] == [16, 2, 2]
     assert np.array_equal(ds["train"][3]["tokens"].numpy(), images[3].reshape(-1))
+
+
+def test_reproducer_includes_user_tasks_whose_files_are_present(tmp_path, monkeypatch) -> None:
+    root = tmp_path / "lra"
+    _write_user_files(root)
+    seen = {}
+
+    def fake_grid(jobs, out_dir, keep_going):
+        seen["tasks"] = sorted({j.task for j in jobs})
+        return []
+
+    monkeypatch.setattr("neural_attention_memory.experiments.runner.run_grid", fake_grid)
+    report = lra.reproduce("quick", tmp_path / "out", overrides=[f"data.root={root}"])
+    assert seen["tasks"] == sorted(lra.TASKS)
+    assert "Not run" not in report.read_text()

@@ -634,7 +634,10 @@ def reproduce(
     if preset not in ("quick", "paper"):
         raise ValueError(f"preset: expected one of quick, paper, got {preset!r}")
     if tasks is None:
-        tasks = [t for t in TASKS if data_available(t)]
+        # A `data.root=...` override also tells where to look for the user-provided sets.
+        roots = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("data.root=")]
+        probe = {"root": roots[-1]} if roots else {}
+        tasks = [t for t in TASKS if data_available(t, probe)]
     bad = [t for t in tasks if t not in TASKS]
     if bad:
         raise ValueError(f"tasks: unknown {bad}; valid choices: {', '.join(TASKS)}")
