@@ -40,6 +40,7 @@ def _flood(image: np.ndarray, start, bridge: int) -> np.ndarray:
         PathfinderConfig(size=32, contour_length=6),
         PathfinderConfig(size=32, contour_length=9, num_distractors=3),
         PathfinderConfig(size=64, contour_length=9),
+        PathfinderConfig.for_difficulty("hard", size=64),
     ],
 )
 def test_labels_agree_with_connectivity(cfg: PathfinderConfig) -> None:

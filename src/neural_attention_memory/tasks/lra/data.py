@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 LISTOPS_VERSION = "listops-1"
-PATHFINDER_VERSION = "pathfinder-1"
+PATHFINDER_VERSION = "pathfinder-2"  # 2: backtracking contour walk
 
 
 class TokenDataset(Dataset):

@@ -124,9 +124,10 @@ def _contour(
 ) -> tuple[list, np.ndarray]:
     """A dashed curve that avoids ``forbidden`` pixels: per-dash pixel arrays and its ends `[2, 2]`.
 
-    A smooth random walk: each dash turns by at most ``max_turn_deg`` from the previous one; among
-    a few random turns the first that keeps the dash inside the canvas (with room for a marker)
-    and off ``forbidden`` is taken, so long contours fold inside small canvases.
+    A smooth random walk: each dash turns by at most ``max_turn_deg`` from the previous one. Each
+    step tries a few random turns that keep the dash inside the canvas (with room for a marker)
+    and off ``forbidden``; when none fits, the walk backtracks (depth-first, bounded), so long
+    contours fold inside small canvases instead of failing at the first dead end.
     """
     s = cfg.scale
     dash, gap = 2.0 * s, 1.5 * s
@@ -134,40 +135,49 @@ def _contour(
     margin = s + 1  # room for a marker blob at an end
     lo, hi = margin, cfg.size - 1 - margin
     max_turn = math.radians(cfg.max_turn_deg)
+    t = np.linspace(0.0, 1.0, int(4 * dash) + 2)[:, None]
     for _ in range(20):
-        pos = rng.uniform(lo, hi, size=2)
-        if not forbidden[tuple(np.rint(pos).astype(int))]:
+        start = rng.uniform(lo, hi, size=2)
+        if not forbidden[tuple(np.rint(start).astype(int))]:
             break
     else:
         raise _Failed
-    start, angle = pos.copy(), rng.uniform(0, 2 * math.pi)
-    dashes: list[np.ndarray] = []
-    for i in range(n_dashes):
-        turns = (
-            rng.uniform(-max_turn, max_turn, size=8)
-            if i
-            else rng.uniform(0, 2 * math.pi, 8) - angle
-        )
-        for turn in turns:
-            a = angle + turn
-            d = np.array([math.sin(a), math.cos(a)])
-            end = pos + dash * d
-            if not (lo <= end[0] <= hi and lo <= end[1] <= hi):
-                continue
-            t = np.linspace(0.0, 1.0, int(4 * dash) + 2)[:, None]
-            pix = _stamp(pos + t * (end - pos), half, cfg.size)
-            if forbidden[pix[:, 0], pix[:, 1]].any():
-                continue
-            if dashes and np.abs(dashes[-1][:, None, :] - pix[None]).max(-1).min() > cfg.bridge:
-                continue  # rounding opened the gap too wide; the contour must stay bridgeable
-            break
-        else:
+    # path[i] = (pixels, end point, heading); frames[i] = untried headings for dash i.
+    path: list[tuple[np.ndarray, np.ndarray, float]] = []
+    frames = [list(rng.uniform(0, 2 * math.pi, 8))]
+    budget = 40 * n_dashes
+    while len(path) < n_dashes:
+        if not frames[-1]:
+            frames.pop()
+            if not path or not frames:
+                raise _Failed
+            path.pop()
+            continue
+        budget -= 1
+        if budget < 0:
             raise _Failed
-        angle = a
-        dashes.append(pix)
-        last = end
-        pos = end + gap * d
-    return dashes, np.stack([start, last])
+        a = frames[-1].pop()
+        if path:
+            prev_pix, prev_end, prev_a = path[-1]
+            pos = prev_end + gap * np.array([math.sin(prev_a), math.cos(prev_a)])
+        else:
+            prev_pix, pos = None, start
+        end = pos + dash * np.array([math.sin(a), math.cos(a)])
+        if not (lo <= end[0] <= hi and lo <= end[1] <= hi):
+            continue
+        pix = _stamp(pos + t * (end - pos), half, cfg.size)
+        if forbidden[pix[:, 0], pix[:, 1]].any():
+            continue
+        # Rounding may open the gap too wide; the contour must stay bridgeable. Pixels run in
+        # order along a dash, so the closest pair lies in the last / first quarter.
+        q = max(1, len(pix) // 4)
+        if prev_pix is not None and (
+            np.abs(prev_pix[-q:, None, :] - pix[None, :q]).max(-1).min() > cfg.bridge
+        ):
+            continue
+        path.append((pix, end, a))
+        frames.append(list(a + rng.uniform(-max_turn, max_turn, 4)))
+    return [p[0] for p in path], np.stack([start, path[-1][1]])
 
 
 def _marker(point: np.ndarray, cfg: PathfinderConfig) -> np.ndarray:
