@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..training.rundir import atomic_write_json  # re-exported for the benchmarks
 
 __all__ = [
     "atomic_write_json",
@@ -124,21 +123,6 @@ def peak_memory_mb(fn: Callable[[], Any]) -> float | None:
     base = _status_mb("VmRSS")
     fn()
     return max(0.0, _status_mb("VmHWM") - base)
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
