@@ -246,8 +246,8 @@ def run(
         for name, form in forms.items()
         if name not in refused and T <= form.max_T
     ]
-    # All timings first, then all memory readings: the memory probe switches the allocator to
-    # return every large buffer to the OS, which would slow (and bias) timings taken after it.
+    # All timings first, then all memory readings, so nothing the memory probe does to the
+    # allocator can touch a timing.
     rows: list[dict[str, Any]] = []
     for T, name, form in todo:
         res = _time(form, T, reps, budget_s=6.0 if quick else 20.0)

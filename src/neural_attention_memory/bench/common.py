@@ -88,41 +88,45 @@ def _status_mb(key: str) -> float:
     raise KeyError(key)
 
 
-def _tune_malloc():
-    # A fixed mmap threshold makes glibc return freed tensor buffers to the OS, so the resident-set
-    # high-water mark tracks live tensors instead of allocator caching.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _libc_handle():
     global _libc
-    if _libc is not None:
-        return _libc
-    try:
-        _libc = ctypes.CDLL("libc.so.6")
-        _libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        _libc = False
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL("libc.so.6")
+            _libc.mallopt  # noqa: B018 - glibc only
+        except (OSError, AttributeError):
+            _libc = False
     return _libc
 
 
 def peak_memory_mb(fn: Callable[[], Any]) -> float | None:
     """Peak resident memory (MiB) that ``fn()`` adds on top of what is live before it runs.
 
-    Linux only (resets the ``VmHWM`` high-water mark through ``/proc/self/clear_refs``); returns
-    None where that is unavailable. The first call fixes glibc's mmap threshold for the rest of
-    the process so freed buffers leave the resident set; that slows later allocations, so take
-    timings before memory readings.
+    Linux/glibc only (resets the ``VmHWM`` high-water mark through ``/proc/self/clear_refs``);
+    returns None where that is unavailable. While ``fn`` runs, glibc's mmap threshold is lowered
+    so every tensor buffer is its own mapping and leaves the resident set when freed (otherwise
+    reused heap pages hide allocations); afterwards the thresholds are set to the values glibc's
+    own adaptive rule settles on for large buffers, so later timings are not slowed.
     """
-    if not sys.platform.startswith("linux") or not _CLEAR_REFS.exists():
+    libc = _libc_handle()
+    if not libc or not sys.platform.startswith("linux") or not _CLEAR_REFS.exists():
         return None
-    libc = _tune_malloc()
     gc.collect()
-    if libc:
-        libc.malloc_trim(0)  # hand freed heap pages back so they are not reused unseen
+    libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
+    libc.malloc_trim(0)  # hand freed heap pages back so they are not reused unseen
     try:
         _CLEAR_REFS.write_text("5")
+        base = _status_mb("VmRSS")
+        fn()
+        return max(0.0, _status_mb("VmHWM") - base)
     except OSError:
         return None
-    base = _status_mb("VmRSS")
-    fn()
-    return max(0.0, _status_mb("VmHWM") - base)
+    finally:
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # DEFAULT_MMAP_THRESHOLD_MAX
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 * 1024 * 1024)  # twice that, as the adaptive rule
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
