@@ -406,7 +406,7 @@ def _preset(task: str, size: str) -> dict[str, Any]:
         trainer["max_epochs"] = 3
         if task == "lra-listops":
             model = _model(64, 2, 4, 128)
-            # NAM's unnormalised sums need a smaller step: at 2e-3 it stayed at chance for 10
+            # NAM's unnormalised sums need a smaller step: at 2e-3 it stayed at chance for 5
             # epochs while softmax learned; at 5e-4 all three learn (one lr for all, as in the paper).
             optim["lr"] = 5e-4
             data = {
