@@ -212,3 +212,15 @@ def test_reproducer_includes_user_tasks_whose_files_are_present(tmp_path, monkey
     report = lra.reproduce("quick", tmp_path / "out", overrides=[f"data.root={root}"])
     assert seen["tasks"] == sorted(lra.TASKS)
     assert "Not run" not in report.read_text()
+
+
+@pytest.mark.parametrize("task", list(lra.TASKS))
+def test_paper_presets_build_identical_sized_models(task: str) -> None:
+    counts = set()
+    for model in lra.MODELS:
+        cfg = resolve_config(get_task(task), "paper", [], model=model)
+        net = lra.build_model(cfg)
+        counts.add(sum(p.numel() for p in net.parameters()))
+        enc = net.tower.encoder if task == "lra-retrieval" else net.encoder
+        assert enc.config.num_layers == get_task(task).presets["paper"]["model"]["num_layers"]
+    assert len(counts) == 1  # only the attention kernel differs

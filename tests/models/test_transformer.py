@@ -3,6 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neural_attention_memory.functional import unit_norm
 from neural_attention_memory.models.transformer import (
@@ -159,3 +161,24 @@ def test_embedded_input_and_validation() -> None:
         SequenceClassifier(_cfg("nam"), 2, pooling="max")
     cfg = TransformerConfig.from_dict({"name": "nam-transformer", "d_model": 8, "num_heads": 2})
     assert cfg.d_model == 8 and TransformerConfig(**cfg.to_dict()) == cfg
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    attention=st.sampled_from(ATTENTIONS),
+    lengths=st.lists(st.integers(1, 12), min_size=1, max_size=3),
+    extra=st.integers(0, 7),
+    heads=st.sampled_from([1, 2, 4]),
+)
+def test_padding_invariance_property(attention, lengths, extra, heads) -> None:
+    torch.manual_seed(len(lengths) * 31 + extra)
+    enc = TransformerEncoder(_cfg(attention, num_heads=heads, num_layers=1)).eval()
+    T = max(lengths) + extra
+    tokens = torch.zeros(len(lengths), T, dtype=torch.long)
+    mask = torch.ones(len(lengths), T, dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        tokens[i, :n] = torch.randint(1, 11, (n,))
+        mask[i, :n] = False
+    out = enc(tokens, mask)
+    for i, n in enumerate(lengths):
+        torch.testing.assert_close(out[i, :n], enc(tokens[i : i + 1, :n])[0], atol=1e-5, rtol=1e-5)
