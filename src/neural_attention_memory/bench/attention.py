@@ -26,12 +26,12 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .. import functional as F
 from .common import (
-    atomic_write_json,
+    check_targets,
     default_clock,
-    format_table,
     peak_memory_mb,
     set_threads,
     time_fn,
+    write_outputs,
 )
 from .registry import register_benchmark
 
@@ -217,7 +217,6 @@ def _plot(rows: list[dict], path: Path) -> None:
         f"NAM attention vs SDPA (B={B}, H={H}, d={D}, {torch.get_num_threads()} thread(s))"
     )
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -309,40 +308,26 @@ def run(
         "refused": sorted(refused),
         "rows": rows,
         "ratios": ratios,
-        "targets": {
-            k: {"target": v, "measured": ratios.get(k), "met": (ratios.get(k) or 0) >= v}
-            for k, v in targets.items()
-        },
+        "targets": check_targets(ratios, targets),
     }
-    out_dir = Path(out_dir)
-    atomic_write_json(out_dir / "attention.json", result)
-    _plot(rows, out_dir / "attention.png")
-    if verbose:
-        print()
-        print(
-            format_table(
+    cols = ("T", "form", "fwd_ms", "fwd_bwd_ms", "fwd_peak_mb", "fwd_bwd_peak_mb")
+    write_outputs(
+        out_dir,
+        "attention",
+        result,
+        lambda path: _plot(rows, path),
+        tables=[
+            (
                 ["T", "form", "fwd ms", "fwd+bwd ms", "fwd peak MiB", "fwd+bwd peak MiB"],
-                [
-                    [
-                        r["T"],
-                        r["form"],
-                        r["fwd_ms"],
-                        r["fwd_bwd_ms"],
-                        r["fwd_peak_mb"],
-                        r["fwd_bwd_peak_mb"],
-                    ]
-                    for r in rows
-                ],
-            )
-        )
-        print()
-        print(
-            format_table(
+                [[r[c] for c in cols] for r in rows],
+            ),
+            (
                 ["ratio (higher = NAM better)", "measured", "target"],
                 [[k, v, targets.get(k)] for k, v in ratios.items()],
-            )
-        )
-        print(f"\nwrote {out_dir / 'attention.json'} and {out_dir / 'attention.png'}")
+            ),
+        ],
+        verbose=verbose,
+    )
     return result
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import os
 import statistics
 import sys
 import time
@@ -21,11 +22,13 @@ from ..training.rundir import atomic_write_json  # re-exported for the benchmark
 
 __all__ = [
     "atomic_write_json",
+    "check_targets",
     "default_clock",
     "format_table",
     "peak_memory_mb",
     "set_threads",
     "time_fn",
+    "write_outputs",
 ]
 
 _PROC_STATUS = Path("/proc/self/status")
@@ -142,3 +145,32 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(x) for x in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def check_targets(ratios: dict[str, float | None], targets: dict[str, float]) -> dict[str, Any]:
+    """``{name: {"target", "measured", "met"}}`` for each target ratio (higher = better)."""
+    return {
+        k: {"target": v, "measured": ratios.get(k), "met": (ratios.get(k) or 0) >= v}
+        for k, v in targets.items()
+    }
+
+
+def write_outputs(
+    out_dir: str | os.PathLike[str],
+    name: str,
+    result: dict[str, Any],
+    plot: Callable[[Path], None],
+    tables: Sequence[tuple[Sequence[str], Sequence[Sequence[Any]]]] = (),
+    verbose: bool = True,
+) -> None:
+    """Write ``<out_dir>/<name>.json`` (atomically) and ``<name>.png``; print the tables."""
+    out_dir = Path(out_dir)
+    json_path, png_path = out_dir / f"{name}.json", out_dir / f"{name}.png"
+    atomic_write_json(json_path, result)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    plot(png_path)
+    if verbose:
+        for headers, rows in tables:
+            print()
+            print(format_table(headers, rows))
+        print(f"\nwrote {json_path} and {png_path}")

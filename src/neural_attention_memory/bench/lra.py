@@ -35,12 +35,12 @@ from ..models.transformer import (
     linear_attention,
 )
 from .common import (
-    atomic_write_json,
+    check_targets,
     default_clock,
-    format_table,
     peak_memory_mb,
     set_threads,
     time_fn,
+    write_outputs,
 )
 from .registry import register_benchmark
 
@@ -149,7 +149,6 @@ def _plot(rows: list[dict], path: Path, threads: int) -> None:
         f"batch {BATCH}, {threads} thread(s))"
     )
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
 
 
@@ -217,30 +216,25 @@ def run(
         "refused": sorted(refused),
         "rows": rows,
         "ratios": ratios,
-        "targets": {
-            k: {"target": v, "measured": ratios.get(k), "met": (ratios.get(k) or 0) >= v}
-            for k, v in targets.items()
-        },
+        "targets": check_targets(ratios, targets),
     }
-    out_dir = Path(out_dir)
-    atomic_write_json(out_dir / "lra.json", result)
-    _plot(rows, out_dir / "lra.png", threads)
-    if verbose:
-        print()
-        print(
-            format_table(
+    write_outputs(
+        out_dir,
+        "lra",
+        result,
+        lambda path: _plot(rows, path, threads),
+        tables=[
+            (
                 ["T", "model", "step ms", "peak MiB"],
                 [[r["T"], r["model"], r["step_ms"], r["peak_mb"]] for r in rows],
-            )
-        )
-        print()
-        print(
-            format_table(
+            ),
+            (
                 ["ratio (higher = NAM better)", "measured", "target"],
                 [[k, v, targets.get(k)] for k, v in ratios.items()],
-            )
-        )
-        print(f"\nwrote {out_dir / 'lra.json'} and {out_dir / 'lra.png'}")
+            ),
+        ],
+        verbose=verbose,
+    )
     return result
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.sequence import build_memory_model, count_parameters
-from .common import atomic_write_json, format_table, peak_memory_mb, set_threads, time_fn
+from .common import peak_memory_mb, set_threads, time_fn, write_outputs
 from .registry import register_benchmark
 
 __all__ = ["LSTMSequenceModel", "check_equivalence", "peak_row", "run"]
@@ -166,7 +166,6 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     axes[0].legend()
     fig.suptitle(f"LSAM and NAM-TM training step, {torch.get_num_threads()} thread(s)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -281,13 +280,13 @@ def run(
         "ratios": ratios,
         "targets": targets,
     }
-    out_dir = Path(out_dir)
-    atomic_write_json(out_dir / "mann.json", result)
-    _plot(rows, out_dir / "mann.png")
-    if verbose:
-        print()
-        print(
-            format_table(
+    write_outputs(
+        out_dir,
+        "mann",
+        result,
+        lambda path: _plot(rows, path),
+        tables=[
+            (
                 ["size", "model", "impl", "B x T", "params", "train step ms", "peak MiB"],
                 [
                     [
@@ -301,19 +300,17 @@ def run(
                     ]
                     for r in rows
                 ],
-            )
-        )
-        print()
-        print(
-            format_table(
+            ),
+            (
                 ["ratio", "measured", "target", "met"],
                 [
                     [k, v, targets.get(k, {}).get("target"), targets.get(k, {}).get("met")]
                     for k, v in ratios.items()
                 ],
-            )
-        )
-        print(f"\nwrote {out_dir / 'mann.json'} and {out_dir / 'mann.png'}")
+            ),
+        ],
+        verbose=verbose,
+    )
     return result
 
 
