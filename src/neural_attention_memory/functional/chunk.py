@@ -242,8 +242,6 @@ def chunk_causal_nam_attention(
         .permute(1, 0, 3, 2, 4)
         .reshape(x.B, T_pad, x.H, x.d_v)
     )
-    out = out[:, : x.T]
-    if x.keep is not None and r is None:  # pragma: no cover - r is always set when padding exists
-        out = out * x.keep.unsqueeze(-1)
+    # Padded tokens output 0: with padding, ``r`` is always present and 0 there.
     S = S.view(x.B, x.H, x.d_v, x.d_k)
-    return out, (S if output_final_state else None)
+    return out[:, : x.T], (S if output_final_state else None)
