@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ..functional import nam_read, nam_write, unit_norm
+from ._checks import check_padding_mask
 
 __all__ = ["LSAM", "LSAMCell", "LSAMState"]
 
@@ -411,22 +412,7 @@ class LSAM(nn.Module):
                     f"{int(lengths.max())}]"
                 )
             return torch.arange(T, device=device)[None, :] >= lengths.to(device)[:, None]
-        if padding_mask is None:
-            return None
-        if not isinstance(padding_mask, Tensor) or padding_mask.dtype != torch.bool:
-            got = (
-                padding_mask.dtype
-                if isinstance(padding_mask, Tensor)
-                else type(padding_mask).__name__
-            )
-            raise TypeError(
-                f"padding_mask: expected a bool tensor [B, T] (True = padding), got {got}"
-            )
-        if tuple(padding_mask.shape) != (B, T):
-            raise ValueError(
-                f"padding_mask: expected shape [B, T] = {(B, T)}, got {tuple(padding_mask.shape)}"
-            )
-        return padding_mask
+        return check_padding_mask(padding_mask, B, T)
 
     # -- forward ----------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from ..functional import nam_read, nam_write, unit_norm
+from ._checks import check_padding_mask
 
 __all__ = ["ACTIONS", "NAMTMState", "NAMTMStepState", "NAMTuringMachine"]
 
@@ -302,22 +303,7 @@ class NAMTuringMachine(nn.Module):
             if heads.dtype != x.dtype:
                 raise TypeError(f"heads: expected dtype {x.dtype} (same as x), got {heads.dtype}")
             h0 = heads
-        pad = None
-        if padding_mask is not None:
-            if not isinstance(padding_mask, Tensor) or padding_mask.dtype != torch.bool:
-                got = (
-                    padding_mask.dtype
-                    if isinstance(padding_mask, Tensor)
-                    else type(padding_mask).__name__
-                )
-                raise TypeError(
-                    f"padding_mask: expected a bool tensor [B, T] (True = padding), got {got}"
-                )
-            if tuple(padding_mask.shape) != (B, T):
-                raise ValueError(
-                    f"padding_mask: expected shape [B, T] = {(B, T)}, got {tuple(padding_mask.shape)}"
-                )
-            pad = padding_mask
+        pad = check_padding_mask(padding_mask, B, T)
         return x, vt, kt, h0, pad
 
     # -- what does not depend on the tape ---------------------------------------------------------
