@@ -191,13 +191,16 @@ def eval_(
     batch_size: int = typer.Option(None, "--batch-size", min=1, help="Evaluation batch size."),
 ) -> None:
     """Evaluate a trained run on its splits or on task options (e.g. --digits 17-22)."""
+    from .experiments.registry import get_task
     from .experiments.report import format_value, markdown_table
-    from .training import atomic_write_json, evaluate
+    from .training import atomic_write_json, evaluate, read_config
 
     try:
         options = _parse_extra_options(list(ctx.args))
+        spec = get_task(str(read_config(run_dir).get("task")))
         metrics = evaluate(
             run_dir,
+            spec=spec,
             splits=split or None,
             options=options or None,
             checkpoint=checkpoint,

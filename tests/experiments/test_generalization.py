@@ -123,7 +123,9 @@ def test_tiny_run_results_eval_and_curve(tmp_path) -> None:
     for split in ("id", "od_easy", "od_hard", "test"):
         assert {"seq_acc", "tok_acc"} <= set(res["splits"][split])
         assert 0.0 <= res["splits"][split]["seq_acc"] <= res["splits"][split]["tok_acc"] <= 1.0
-    scores = evaluate(tmp_path / "run", options={"digits": "14-15", "count": 16})
+    scores = evaluate(
+        tmp_path / "run", options={"digits": "14-15", "count": 16}, spec=get_task("reduce")
+    )
     ((name, custom),) = scores.items()  # one extra set, named by the engine
     assert "14-15" in name and 0.0 <= custom["seq_acc"] <= custom["tok_acc"] <= 1.0
     curve = gen.length_curve(tmp_path / "run", count=8)

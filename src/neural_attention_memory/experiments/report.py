@@ -209,21 +209,25 @@ def save_line_plot(
     ylabel: str,
     title: str | None = None,
     ylim: tuple[float, float] | None = None,
-    logx: bool = False,
-    logy: bool = False,
     vlines: Sequence[float] = (),
+    spans: Sequence[tuple[float, float, str]] = (),
+    integer_x: bool = False,
 ) -> Path:
     """Line plot of ``{label: (xs, ys)}`` saved as a PNG (e.g. accuracy vs sequence length).
 
-    ``None`` values in ``ys`` leave a gap; ``vlines`` draws dashed markers (e.g. the longest
-    training length).
+    Axes are linear. ``None`` values in ``ys`` leave a gap; ``vlines`` draws dashed markers;
+    ``spans`` shades ``(x0, x1, label)`` ranges and names them in the legend (e.g. the training
+    lengths); ``integer_x`` puts ticks on integers only (lengths, epochs).
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     if not series:
         raise ValueError("series: expected at least one (xs, ys) line, got none")
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot(1, 1, 1)
+    for i, (x0, x1, label) in enumerate(spans):
+        ax.axvspan(x0, x1, color="grey", alpha=0.15, label=label if i == 0 else None)
     for label, (xs, ys) in series.items():
         if len(xs) != len(ys):
             raise ValueError(f"series[{label!r}]: {len(xs)} x values but {len(ys)} y values")
@@ -237,10 +241,8 @@ def save_line_plot(
         ax.set_title(title)
     if ylim is not None:
         ax.set_ylim(*ylim)
-    if logx:
-        ax.set_xscale("log")
-    if logy:
-        ax.set_yscale("log")
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     return _save_figure(fig, path)

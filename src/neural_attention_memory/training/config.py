@@ -24,6 +24,7 @@ __all__ = [
     "ENGINE_DEFAULTS",
     "ConfigError",
     "apply_overrides",
+    "check_names",
     "deep_merge",
     "parse_override",
     "resolve_config",
@@ -69,6 +70,25 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         "deterministic": False,
     },
 }
+
+
+def check_names(arg: str, given: Iterable[str], valid: Iterable[str]) -> list[str]:
+    """``list(given)`` after checking every name is in ``valid``.
+
+    The one validator of name lists (tasks, models, presets, data sets): raises
+    :class:`ConfigError` naming ``arg``, the unknown names and the valid choices.
+    """
+    if isinstance(given, str):
+        given = [given]
+    names = list(given)
+    valid = list(valid)
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown)
+        raise ConfigError(f"{arg}: unknown {shown}; valid choices: {', '.join(map(str, valid))}")
+    if not names:
+        raise ConfigError(f"{arg}: expected at least one name; valid choices: {', '.join(valid)}")
+    return names
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -435,7 +435,7 @@ def evaluate(
         options: passed to ``spec.build_eval_dataset(config, seed, options)`` (e.g.
             ``{"digits": "17-22"}``); the result is reported under ``"digits=17-22"``.
         checkpoint: ``"best"``, ``"last"`` or a path to a ``.ckpt`` file.
-        spec: the task (default: looked up in the registry by the run's ``config.yaml``).
+        spec: the run's task (e.g. from :func:`~..experiments.registry.get_task`); required.
         progress_bar: show Lightning's progress bar.
         batch_size: evaluation batch size (default: the run's ``trainer.eval_batch_size``);
             metrics do not depend on it (they are exact sums over the split).
@@ -447,10 +447,11 @@ def evaluate(
         raise ConfigError(f"batch_size: expected a positive integer, got {batch_size!r}")
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    if spec is None:
-        from ..experiments.registry import get_task
-
-        spec = get_task(config["task"])
+    if spec is None:  # the training layer does not know the registry of the experiments above it
+        raise TypeError(
+            f"spec: expected the TaskSpec of the run's task {config.get('task')!r} "
+            "(e.g. neural_attention_memory.experiments.registry.get_task(task)), got None"
+        )
     _check_spec(spec)
     config = deep_merge(ENGINE_DEFAULTS, config)
     seed = int(config.get("seed", 0))

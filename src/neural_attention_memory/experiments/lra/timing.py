@@ -1,0 +1,56 @@
+"""Time of one training step of a finished run, on the same batches for every model of a task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ...training.rundir import atomic_write_json, read_config
+from ...training.timing import default_clock, time_fn
+from ..registry import get_task
+
+__all__ = ["STEP_FILE", "step_time_ms"]
+
+
+STEP_FILE = "step_time.json"
+
+
+def step_time_ms(run_dir: str | Path, batches: int = 3, reps: int = 3) -> dict[str, Any]:
+    """Time of one training step (forward, loss, backward) of a run's model on its first
+    ``batches`` training batches (same batches for every model of a task), in milliseconds.
+
+    Uses process CPU time with one torch thread (robust on a shared machine; see
+    :func:`...training.timing.default_clock`). Cached in ``<run_dir>/step_time.json``.
+    """
+    run_dir = Path(run_dir)
+    cached = run_dir / STEP_FILE
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    config = read_config(run_dir)
+    spec = get_task(config["task"])
+    train = spec.build_datasets(config, config["seed"])["train"]
+    loader = DataLoader(
+        train, batch_size=config["trainer"]["batch_size"], shuffle=False, collate_fn=spec.collate_fn
+    )
+    data = [b for _, b in zip(range(batches), loader, strict=False)]
+    torch.manual_seed(0)
+    model = spec.build_model(config).train()
+
+    def steps() -> None:
+        for b in data:
+            spec.compute(model, b).loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    ms = time_fn(steps, reps=reps, warmup=1) / len(data)
+    info = {
+        "step_ms": ms,
+        "batches": len(data),
+        "clock": default_clock(),
+        "threads": torch.get_num_threads(),
+    }
+    atomic_write_json(cached, info)
+    return info

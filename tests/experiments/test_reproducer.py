@@ -1,0 +1,62 @@
+"""The shared reproducer: every family's presets have grids, jobs are checked before any run."""
+
+from __future__ import annotations
+
+import pytest
+
+from neural_attention_memory.experiments import generalization, lra
+from neural_attention_memory.experiments.registry import get_task
+from neural_attention_memory.experiments.reproducer import plan_jobs
+from neural_attention_memory.training import ConfigError
+
+FAMILIES = [generalization.FAMILY, lra.FAMILY]
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_every_preset_has_a_grid_and_resolves_for_every_job(family) -> None:
+    for task in family.tasks:
+        assert set(get_task(task).presets) == set(family.presets), task
+    for preset in family.presets:
+        tasks = list(family.grids[preset])
+        jobs = plan_jobs(family, preset, tasks=tasks)
+        assert {(j.task, j.model) for j in jobs} == {
+            (t, m) for t, ms in family.grids[preset].items() for m in ms
+        }
+
+
+def test_jobs_take_the_seed_models_and_data_root(tmp_path) -> None:
+    jobs = plan_jobs(
+        lra.FAMILY,
+        "quick",
+        tasks=["lra-listops", "lra-text"],
+        models=["nam-transformer"],
+        seed=7,
+        data_root=tmp_path,
+    )
+    assert [(j.task, j.model) for j in jobs] == [
+        ("lra-listops", "nam-transformer"),
+        ("lra-text", "nam-transformer"),
+    ]
+    assert "seed=7" in jobs[0].overrides
+    # Only the task that reads user files gets the data root.
+    assert not any(o.startswith("data.root=") for o in jobs[0].overrides)
+    assert f"data.root={tmp_path}" in jobs[1].overrides
+
+
+def test_bad_requests_fail_before_anything_is_written(tmp_path) -> None:
+    out = tmp_path / "out"
+    cases = [
+        (dict(tasks=["sorting"]), "tasks: unknown 'sorting'; valid choices: fib"),
+        (dict(models=["gpt"]), "models: unknown 'gpt'"),
+        (dict(seed=1.5), "seed: expected an integer"),
+        (dict(data_root=tmp_path), "data_root: the generalization family generates"),
+        (dict(overrides=["optim.lrr=1"]), "unknown key 'lrr'"),
+    ]
+    for kwargs, msg in cases:
+        with pytest.raises(ConfigError, match=msg):
+            generalization.reproduce("quick", out, **kwargs)
+    with pytest.raises(ConfigError, match="preset: unknown 'huge'; valid choices: quick, paper"):
+        generalization.reproduce("huge", out)
+    with pytest.raises(TypeError):  # no catch-all keyword swallowing a misspelled argument
+        generalization.reproduce("quick", out, task=["reduce"])
+    assert not out.exists()
