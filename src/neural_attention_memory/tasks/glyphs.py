@@ -18,13 +18,22 @@ import os
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .cache import cached_dataset
 from .episodes import SPLITS, FewShotImages
 
-__all__ = ["FONT_FILES", "GLYPH_VERSION", "SCRIPTS", "glyph_classes", "load_glyphs", "render_glyph"]
+__all__ = [
+    "FONT_FILES",
+    "GLYPH_VERSION",
+    "SCRIPTS",
+    "augment",
+    "glyph_classes",
+    "load_glyphs",
+    "render_glyph",
+]
 
 GLYPH_VERSION = "2"
 
@@ -98,16 +107,28 @@ def render_glyph(
         stroke_width=stroke,
         stroke_fill=255,
     )
-    if jitter:
+    return augment(img, size, rng)
+
+
+def augment(img, size: int, rng: np.random.Generator | None):
+    """Random affine jitter (rotation, shear, scale, shift), downsampling and noise.
+
+    ``img`` is a square PIL ``L`` canvas with the glyph drawn about its centre; returns a
+    `[size, size]` uint8 array. Without ``rng`` it only downsamples (a clean rendering).
+    """
+    from PIL import Image
+
+    side = img.size[0]
+    if rng is not None:
         angle = np.deg2rad(rng.uniform(-15, 15))
         shear = rng.uniform(-0.25, 0.25)
         scale = rng.uniform(0.8, 1.1)
-        tx, ty = rng.uniform(-5, 5, size=2)
+        tx, ty = rng.uniform(-5, 5, size=2) * (side / _CANVAS)
         # Inverse map (output -> input) about the canvas centre, as PIL's AFFINE expects.
         c, s = np.cos(angle), np.sin(angle)
         fwd = scale * np.array([[c, -s + shear * c], [s, c + shear * s]])
         inv = np.linalg.inv(fwd)
-        ctr = np.array([_CANVAS / 2, _CANVAS / 2])
+        ctr = np.array([side / 2, side / 2])
         off = ctr - inv @ (ctr + np.array([tx, ty]))
         img = img.transform(
             img.size,
@@ -117,7 +138,7 @@ def render_glyph(
         )
     img = img.resize((size, size), Image.Resampling.BOX)
     out = np.asarray(img, dtype=np.float32)
-    if jitter:
+    if rng is not None:
         out = out + rng.normal(0.0, rng.uniform(0.0, 30.0), size=out.shape)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -191,13 +212,9 @@ def _build(
             font = fonts[int(rng.integers(len(fonts)))]
             images[c * samples_per_class + j] = render_glyph(ch, fdir / font, image_size, rng)
         if split_of[c] == "base":
-            # Per class, in order: train | val | test | holdout.
-            n, ends = samples_per_class, np.cumsum([base_val, base_test, base_holdout])
-            sub = np.zeros(n, dtype=np.int8)
-            first = n - int(ends[-1])
-            for code, (lo, hi) in enumerate(zip([0, *ends[:-1]], ends, strict=True), start=1):
-                sub[first + int(lo) : first + int(hi)] = code
-            subset[c * samples_per_class : (c + 1) * samples_per_class] = sub
+            subset[c * samples_per_class : (c + 1) * samples_per_class] = base_subsets(
+                samples_per_class, base_val, base_test, base_holdout
+            )
     np.savez_compressed(folder / "glyphs.npz", images=images, labels=labels, base_subset=subset)
     meta = {
         "classes": [
@@ -211,31 +228,25 @@ def _build(
     return counts
 
 
-def load_glyphs(
-    seed: int = 0,
-    image_size: int = 32,
-    samples_per_class: int = 60,
-    scripts: Sequence[str] = DEFAULT_SCRIPTS,
-    split_fractions: Sequence[float] = (0.6, 0.15, 0.25),
-    split_seed: int = 1234,
-    base_val: int = 5,
-    base_test: int = 15,
-    base_holdout: int = 0,
-    root: str | os.PathLike[str] | None = None,
-) -> FewShotImages:
-    """Render (or load from the cache) the glyph data set.
+def base_subsets(n: int, val: int, test: int, holdout: int) -> np.ndarray:
+    """Subset codes `[n]` int8 of one base class's samples, in order: train | val | test | holdout."""
+    ends = np.cumsum([val, test, holdout])
+    sub = np.zeros(n, dtype=np.int8)
+    first = n - int(ends[-1])
+    for code, (lo, hi) in enumerate(zip([0, *ends[:-1]], ends, strict=True), start=1):
+        sub[first + int(lo) : first + int(hi)] = code
+    return sub
 
-    Args:
-        seed: sample seed (the same seed gives the same images).
-        image_size: side of the square grey images.
-        samples_per_class: rendered variants per character.
-        scripts: names from :data:`SCRIPTS`.
-        split_fractions: fractions of classes in base / val / novel (sum to 1).
-        split_seed: seed of the class split (fixed by default).
-        base_val, base_test: per base class, samples held out for validation and for base queries.
-        base_holdout: per base class, samples held out of stage 1 for stage-2 episodes.
-        root: cache root (default ``$NAM_DATA_DIR`` or ``~/.cache/neural_attention_memory``).
-    """
+
+def check_split_args(
+    samples_per_class: object,
+    image_size: object,
+    split_fractions: Sequence[float],
+    base_val: int,
+    base_test: int,
+    base_holdout: int,
+) -> tuple[float, ...]:
+    """Validate the arguments shared by the glyph loaders; returns the split fractions."""
     if not isinstance(samples_per_class, int) or samples_per_class < 2:
         raise ValueError(f"samples_per_class: expected an int >= 2, got {samples_per_class!r}")
     if not isinstance(image_size, int) or image_size < 16:
@@ -251,6 +262,66 @@ def load_glyphs(
             f"base_val, base_test, base_holdout: expected non-negative and < samples_per_class "
             f"({samples_per_class}) together, got {held}"
         )
+    return fr
+
+
+def load_glyphs(
+    seed: int = 0,
+    image_size: int = 32,
+    samples_per_class: int = 60,
+    scripts: Sequence[str] = DEFAULT_SCRIPTS,
+    split_fractions: Sequence[float] = (0.6, 0.15, 0.25),
+    split_seed: int = 1234,
+    base_val: int = 5,
+    base_test: int = 15,
+    base_holdout: int = 0,
+    root: str | os.PathLike[str] | None = None,
+    source: str = "dejavu",
+    **noto: Any,
+) -> FewShotImages:
+    """Render (or load from the cache) the glyph data set.
+
+    ``source="dejavu"`` (default): the DejaVu glyphs described above. ``source="noto"``: the
+    Omniglot-like Noto script set, split by script
+    (:func:`~neural_attention_memory.tasks.noto.load_noto`; ``scripts`` then names scripts of
+    :data:`~neural_attention_memory.tasks.noto.NOTO_SCRIPTS`, all by default, and extra keyword
+    arguments such as ``min_faces`` go to it).
+
+    Args:
+        seed: sample seed (the same seed gives the same images).
+        image_size: side of the square grey images.
+        samples_per_class: rendered variants per character.
+        scripts: names from :data:`SCRIPTS`.
+        split_fractions: fractions of classes in base / val / novel (sum to 1).
+        split_seed: seed of the class split (fixed by default).
+        base_val, base_test: per base class, samples held out for validation and for base queries.
+        base_holdout: per base class, samples held out of stage 1 for stage-2 episodes.
+        root: cache root (default ``$NAM_DATA_DIR`` or ``~/.cache/neural_attention_memory``).
+        source: ``"dejavu"`` or ``"noto"``.
+    """
+    if source == "noto":
+        from .noto import load_noto
+
+        return load_noto(
+            seed=seed,
+            image_size=image_size,
+            samples_per_class=samples_per_class,
+            scripts=None if scripts is DEFAULT_SCRIPTS else scripts,
+            split_fractions=split_fractions,
+            split_seed=split_seed,
+            base_val=base_val,
+            base_test=base_test,
+            base_holdout=base_holdout,
+            root=root,
+            **noto,
+        )
+    if source != "dejavu":
+        raise ValueError(f"source: expected 'dejavu' or 'noto', got {source!r}")
+    if noto:
+        raise TypeError(f"load_glyphs: {sorted(noto)} apply to source='noto' only")
+    fr = check_split_args(
+        samples_per_class, image_size, split_fractions, base_val, base_test, base_holdout
+    )
     scripts = tuple(scripts)
     params = {
         "seed": int(seed),
