@@ -29,7 +29,8 @@ TINY = (
 
 def test_registered():
     assert {fs.STAGE1, fs.STAGE2} <= set(list_tasks("fewshot"))
-    assert get_task(fs.STAGE2).models == ("cosine", "cosine_att", "nam")
+    assert get_task(fs.STAGE2).models == ("cosine", "cosine_att", "nam", "nam_tied")
+    assert get_task(fs.STAGE1).models == ("convnet", "resnet12")
     assert get_reproducer("fewshot") is fs.reproduce_fewshot
 
 
@@ -174,14 +175,32 @@ def test_equal_error_point_and_erase_ablation():
     assert head.gate_e.net[2].weight.abs().sum() > 0  # the original is untouched
     with pytest.raises(ValueError, match="p_e"):
         fs.erase_ablation(head, 1.0)
+    # p_e = 0 switches the erase off: the base rows stay the unit stage-1 weights.
+    f, labels = torch.randn(4, 8), torch.tensor([0, 0, 1, 1])
+    M = fs.erase_ablation(head, 0.0).process_support_set(f, labels)
+    torch.testing.assert_close(M[:4], torch.nn.functional.normalize(head.weight_base, dim=-1))
+    # A tied head keeps its one gate for writing; only the erase becomes the constant.
+    tied = NAMFewShotClassifier(4, 8, gate="tied")
+    with torch.no_grad():
+        tied.gate.net[2].weight.normal_()
+    k = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    ab = fs.erase_ablation(tied, 0.5)
+    p_w, p_e = ab.gates(k)
+    torch.testing.assert_close(p_w, tied.gate(k))
+    torch.testing.assert_close(p_e, torch.full((6,), 0.5))
+    assert tied.gate_mode == "tied" and ab.write_mode == "sequential"
+    assert fs._head_label("nam_tied_pe0.5") == "nam_tied, p_e fixed 0.5, sequential (ablation)"
 
 
-@pytest.mark.parametrize("preset", ["quick", "paper"])
+@pytest.mark.parametrize("preset", ["quick", "medium", "paper"])
 def test_presets_resolve(preset):
     from neural_attention_memory.training import resolve_config
 
     s1 = resolve_config(get_task(fs.STAGE1), preset)
     assert s1["model"]["name"] == "convnet" and s1["data"]["dataset"] == "glyphs"
+    r12 = resolve_config(get_task(fs.STAGE1), preset, ["data.dataset=noto"], model="resnet12")
+    assert r12["model"]["name"] == "resnet12" and len(r12["model"]["widths"]) == 4
+    assert r12["data"]["noto"]["samples_per_class"] >= 20
     for head in fs.HEADS:
         cfg = resolve_config(get_task(fs.STAGE2), preset, ["data.k_shot=5"], model=head)
         assert cfg["model"]["name"] == head and cfg["data"]["k_shot"] == 5
@@ -256,3 +275,64 @@ def test_reproduce_on_mini_imagenet_pickles(tmp_path, monkeypatch):
     # The quick preset reads mini-ImageNet at 32 px (colour): features from a 3-channel ConvNet.
     net, cfg = fs.load_stage1(ds["stage1"]["run_dir"])
     assert cfg["data"]["image_size"] == 32 and net.backbone.config.in_channels == 3
+
+
+def test_medium_preset_sizes():
+    """The verdict preset: every head, fixed-erase ablations, 1,000 test episodes, ResNet-12 on
+    Noto with 20 held-out images per base class (5 shots + 15 queries per fake-novel class)."""
+    from neural_attention_memory.training import resolve_config
+
+    d = fs.PRESET_DEFAULTS["medium"]
+    assert d["heads"] == fs.HEADS and d["test_episodes"] == 1000
+    assert 0.0 in d["ablate_erase"] and d["backbone"]["noto"] == "resnet12"
+    s1 = resolve_config(get_task(fs.STAGE1), "medium", ["data.dataset=noto"], model="resnet12")
+    noto = s1["data"]["noto"]
+    assert noto["base_holdout"] >= 5 + 15
+    assert (
+        noto["samples_per_class"] - noto["base_val"] - noto["base_test"] - noto["base_holdout"]
+        >= 10
+    )
+    s2 = resolve_config(get_task(fs.STAGE2), "medium", model="nam_tied")
+    assert s2["data"]["n_query_novel"] == 15 and s2["data"]["n_way"] == 5
+
+
+def test_reproduce_with_every_head_on_noto(tmp_path, monkeypatch):
+    from neural_attention_memory.tasks import noto
+
+    try:
+        noto.find_noto_fonts()["NotoSansArmenian-Regular"]
+    except (FileNotFoundError, KeyError):
+        pytest.skip("Noto fonts not installed (apt-get install fonts-noto-core)")
+    monkeypatch.setenv("NAM_DATA_DIR", str(tmp_path / "data"))
+    tiny = (
+        "stage1:+data.noto.scripts=[latin, greek, cyrillic, armenian, hebrew, thaana]",
+        "stage1:data.noto.samples_per_class=16",
+        "stage1:data.noto.base_holdout=6",
+        "stage1:data.noto.image_size=16",
+        "stage1:model.widths=[4, 8, 8, 8]",
+        "stage1:trainer.max_epochs=1",
+        "stage2:trainer.max_epochs=1",
+        "stage2:data.train_episodes=6",
+        "stage2:data.val_episodes=4",
+        "stage2:data.n_query_base=10",
+        "stage2:data.n_query_novel=1",
+        "trainer.progress_bar=false",
+    )
+    out = tmp_path / "out"
+    report = fs.reproduce_fewshot(
+        "medium", out, test_episodes=8, overrides=tiny, datasets=("noto",)
+    )
+    res = json.loads((out / "results.json").read_text())
+    ds = res["datasets"]["noto"]
+    assert ds["stage1"]["backbone"] == "resnet12" and list(res["datasets"]) == ["noto"]
+    setting = ds["settings"]["1shot"]
+    expected = {*fs.HEADS, "nam_pe0", "nam_pe0.5", "nam_tied_pe0", "nam_tied_pe0.5"}
+    assert set(setting["heads"]) == expected
+    assert set(setting["minus_cosine"]) == expected - {"cosine"}
+    assert set(setting["gates_on_novel"]) == {"nam", "nam_tied"}
+    g = setting["gates_on_novel"]["nam_tied"]
+    assert g["p_w"] == g["p_e"]  # one gate
+    assert setting["heads"]["nam_tied_pe0"]["run_dir"].endswith("nam_tied_1shot")
+    text = report.read_text()
+    assert "| 5shot | nam_tied |" in text and "resnet12" in text
+    assert "| 1shot | nam_tied, p_e fixed 0, sequential (ablation) |" in text

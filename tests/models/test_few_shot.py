@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from neural_attention_memory.functional import nam_read, nam_write, unit_norm
 from neural_attention_memory.models.convnet import ConvNet, ConvNetConfig
 from neural_attention_memory.models.few_shot import (
+    ConstantGate,
     CosineClassifier,
     FewShotHeadConfig,
     NAMFewShotClassifier,
@@ -37,6 +38,7 @@ def _orthogonal_support(n=N, k=K, d=D, dtype=torch.float64):
         lambda: CosineClassifier(NB, D, generator="att"),
         lambda: NAMFewShotClassifier(NB, D),
         lambda: NAMFewShotClassifier(NB, D, write_mode="sequential"),
+        lambda: NAMFewShotClassifier(NB, D, gate="tied"),
     ],
 )
 def test_shapes_and_gradients(head):
@@ -59,7 +61,8 @@ def test_shapes_and_gradients(head):
     assert h.weight_base.grad[[1, 4, 5]].abs().sum() == 0
     assert h.weight_base.grad[base_ids].abs().sum() > 0
     if isinstance(h, NAMFewShotClassifier):
-        for gate in (h.gate_w, h.gate_e):
+        gates = (h.gate,) if h.gate_mode == "tied" else (h.gate_w, h.gate_e)
+        for gate in gates:
             assert gate.net[2].weight.grad.abs().sum() > 0
     h.reset_episode()
     assert h(q).shape == (5, NB)
@@ -155,6 +158,91 @@ def test_erase_removes_novel_direction_from_base_rows():
     before = unit_norm(h.weight_base) @ k
     after = M[:NB] @ k
     assert (after.abs() < 0.01 * before.abs() + 1e-9).all()
+
+
+def _tied(**kw):
+    h = NAMFewShotClassifier(NB, D, gate="tied", value_scale="one", **kw).double()
+    with torch.no_grad():  # key-dependent gate, so the tests are not about a constant
+        h.gate.net[2].weight.normal_()
+    return h
+
+
+def test_tied_gate_is_one_network():
+    h = _tied(p_init=0.3)
+    assert not hasattr(h, "gate_w") and not hasattr(h, "gate_e")
+    k = unit_norm(torch.randn(5, D, dtype=torch.float64))
+    p_w, p_e = h.gates(k)
+    assert p_w is p_e and p_w.shape == (5,)
+    assert not torch.allclose(p_w, p_w[:1].expand(5))  # depends on the key
+    fresh = NAMFewShotClassifier(NB, D, gate="tied", p_init=0.3)
+    torch.testing.assert_close(fresh.gates(k.float())[0], torch.full((5,), 0.3))
+    with pytest.raises(ValueError, match="gate"):
+        NAMFewShotClassifier(NB, D, gate="bogus")
+
+
+def test_tied_batched_formula_novel_rows_not_erased():
+    # The authors' head: one gate p_n; base rows erased from the episode's starting memory,
+    # novel rows only written (never erased), checked against a per-support loop.
+    h = _tied()
+    f, labels = _support()
+    f = f.double()
+    base_ids = torch.tensor([0, 2, 5])
+    M = h.process_support_set(f, labels, base_ids=base_ids, write_mode="batched")
+    k = unit_norm(f)
+    p = h.gate(k)
+    m0 = unit_norm(h.weight_base[base_ids])
+    m_b = m0.clone()
+    m_n = torch.zeros(N, D, dtype=torch.float64)
+    for n in range(k.shape[0]):
+        m_b = m_b - p[n] * torch.outer(m0 @ k[n], k[n])
+        m_n[labels[n]] = m_n[labels[n]] + p[n] * k[n]
+    torch.testing.assert_close(M, torch.cat([m_b, m_n]))
+
+
+def test_tied_batched_equals_sequential_when_writes_commute():
+    h = _tied()
+    f, labels = _orthogonal_support()
+    Mb = h.process_support_set(f, labels, write_mode="batched")
+    Ms = h.process_support_set(f, labels, write_mode="sequential")
+    torch.testing.assert_close(Mb, Ms)
+    cot = torch.randn_like(Mb)
+    params = [h.weight_base, *h.gate.parameters()]
+    grads = {}
+    for mode in ("batched", "sequential"):
+        out = h.process_support_set(f, labels, write_mode=mode)
+        grads[mode] = torch.autograd.grad((out * cot).sum(), params)
+    for g_b, g_s in zip(grads["batched"], grads["sequential"], strict=True):
+        torch.testing.assert_close(g_b, g_s)
+
+
+@pytest.mark.parametrize("gate", ["separate", "tied"])
+def test_nam_head_gradcheck(gate):
+    torch.manual_seed(0)
+    h = NAMFewShotClassifier(4, 5, gate=gate, gate_hidden=3).double()
+    with torch.no_grad():
+        for p in h.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    f = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    q = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1])
+    # Base weights as an input too: swap the parameter for a plain leaf tensor (gradcheck
+    # perturbs its inputs in place, so the head sees every perturbation).
+    w = h.weight_base.detach().clone().requires_grad_(True)
+    del h.weight_base
+    h.weight_base = w
+
+    def fn(f, q, w):
+        return h.classify(q, f, labels, base_ids=torch.tensor([0, 2, 3]))
+
+    assert torch.autograd.gradcheck(fn, (f, q, w))
+
+
+def test_constant_gate():
+    g = ConstantGate(0.0)
+    assert torch.equal(g(torch.randn(3, D)), torch.zeros(3))
+    assert torch.equal(ConstantGate(1.0)(torch.randn(2, 4, D)), torch.ones(2, 4))
+    with pytest.raises(ValueError, match="p"):
+        ConstantGate(1.5)
 
 
 def test_theorem2_memorize_recalls_value():

@@ -43,10 +43,12 @@ from torch.utils.data import Dataset
 
 from ..models.convnet import ConvNet, ConvNetConfig
 from ..models.few_shot import (
+    ConstantGate,
     CosineClassifier,
     FewShotNetwork,
     NAMFewShotClassifier,
 )
+from ..models.resnet12 import ResNet12, ResNet12Config
 from ..tasks.episodes import (
     EpisodeDataset,
     FewShotImages,
@@ -71,8 +73,10 @@ __all__ = [
 
 STAGE1, STAGE2 = "fewshot_stage1", "fewshot_stage2"
 TEST_SEED = 2026  # test episodes: the same for every head and run
-HEADS = ("cosine", "cosine_att", "nam")
-DATASETS = ("glyphs", "miniimagenet", "omniglot")
+HEADS = ("cosine", "cosine_att", "nam", "nam_tied")
+BACKBONES = ("convnet", "resnet12")
+DATASETS = ("glyphs", "noto", "miniimagenet", "omniglot")
+RENDERED = ("glyphs", "noto")  # rendered here from installed fonts: no folder needed
 
 # Reference numbers (Gidaris & Komodakis 2018, cosine classifier + attention-based weight
 # generator, ResNet backbone, mini-ImageNet 5-way), as restated in PAPER.md §6.
@@ -85,7 +89,7 @@ PAPER_REFERENCE = {
 
 
 def _data_key(data_cfg: Mapping[str, Any]) -> str:
-    keys = ("dataset", "root", "image_size", "glyphs")
+    keys = ("dataset", "root", "image_size", "glyphs", "noto")
     return json.dumps({k: data_cfg.get(k) for k in keys}, sort_keys=True, default=str)
 
 
@@ -93,9 +97,11 @@ def _data_key(data_cfg: Mapping[str, Any]) -> str:
 def _load_cached(key: str) -> FewShotImages:
     cfg = json.loads(key)
     name = cfg["dataset"]
-    if name == "glyphs":
+    if name in RENDERED:
         from ..tasks.glyphs import load_glyphs
 
+        if name == "noto":
+            return load_glyphs(source="noto", **(cfg.get("noto") or {}))
         return load_glyphs(**(cfg.get("glyphs") or {}))
     from ..tasks import fewshot_readers as readers
 
@@ -111,7 +117,7 @@ def load_fewshot_data(data_cfg: Mapping[str, Any]) -> FewShotImages:
     name = data_cfg.get("dataset", "glyphs")
     if name not in DATASETS:
         raise ValueError(f"data.dataset: expected one of {', '.join(DATASETS)}, got {name!r}")
-    if name != "glyphs" and not data_cfg.get("root"):
+    if name not in RENDERED and not data_cfg.get("root"):
         raise ValueError(f"data.root: expected the folder of the {name} data set, got None")
     return _load_cached(_data_key({**data_cfg, "dataset": name}))
 
@@ -150,11 +156,18 @@ def _stage1_datasets(config: Mapping[str, Any], seed: int) -> dict[str, Dataset]
 def _stage1_model(config: Mapping[str, Any]) -> nn.Module:
     data = load_fewshot_data(config["data"])
     m = config["model"]
-    backbone = ConvNet(
-        ConvNetConfig(
-            in_channels=int(data.images.shape[1]), widths=tuple(m.get("widths", (32, 64, 64, 128)))
+    channels = int(data.images.shape[1])
+    backbone: ConvNet | ResNet12
+    if m["name"] == "resnet12":
+        backbone = ResNet12(
+            ResNet12Config(in_channels=channels, widths=tuple(m.get("widths", (32, 64, 128, 256))))
         )
-    )
+    elif m["name"] == "convnet":
+        backbone = ConvNet(
+            ConvNetConfig(in_channels=channels, widths=tuple(m.get("widths", (32, 64, 64, 128))))
+        )
+    else:
+        raise ValueError(f"model.name: expected one of {', '.join(BACKBONES)}, got {m['name']!r}")
     head = CosineClassifier(
         len(data.class_split["base"]), backbone.out_dim, scale=float(m.get("scale", 10.0))
     )
@@ -178,12 +191,53 @@ _GLYPHS_QUICK = {
     "base_holdout": 20,
 }
 
+# Noto scripts (tasks.noto): 2,407 classes from 41 scripts at the default settings. Quick: 20
+# renderings per character (stage 2 then uses 5 novel queries per class, like Omniglot, and the
+# base classes' train images); medium: 40, with 20 held out of stage 1 for stage-2 episodes.
+_NOTO_QUICK = {
+    "seed": 0,
+    "image_size": 32,
+    "samples_per_class": 20,
+    "base_val": 2,
+    "base_test": 4,
+    "base_holdout": 0,
+}
+_NOTO_MEDIUM = {**_NOTO_QUICK, "samples_per_class": 40, "base_holdout": 20}
+
 STAGE1_PRESETS = {
     "quick": {
         "model": {"name": "convnet", "widths": [32, 64, 64, 128], "scale": 10.0},
-        "data": {"dataset": "glyphs", "root": None, "image_size": None, "glyphs": _GLYPHS_QUICK},
+        "data": {
+            "dataset": "glyphs",
+            "root": None,
+            "image_size": None,
+            "glyphs": _GLYPHS_QUICK,
+            "noto": _NOTO_QUICK,
+        },
         "optim": {"name": "adam", "lr": 2e-3, "weight_decay": 5e-4, "lr_decay": 0.85},
         "trainer": {"max_epochs": 12, "batch_size": 64, "eval_batch_size": 256},
+        "per_model": {"resnet12": {"model": {"widths": [32, 64, 128, 256]}}},
+    },
+    # The verdict preset: glyphs with the quick ConvNet stage 1; Noto with a ResNet-12 stage 1
+    # (6 epochs of 1,490 base classes x 14 images: about 15 min of CPU on one thread).
+    "medium": {
+        "model": {"name": "convnet", "widths": [32, 64, 64, 128], "scale": 10.0},
+        "data": {
+            "dataset": "glyphs",
+            "root": None,
+            "image_size": None,
+            "glyphs": _GLYPHS_QUICK,
+            "noto": _NOTO_MEDIUM,
+        },
+        "optim": {"name": "adam", "lr": 2e-3, "weight_decay": 5e-4, "lr_decay": 0.85},
+        "trainer": {"max_epochs": 12, "batch_size": 64, "eval_batch_size": 256},
+        "per_model": {
+            "resnet12": {
+                "model": {"widths": [32, 64, 128, 256]},
+                "optim": {"lr_decay": 0.7},
+                "trainer": {"max_epochs": 6},
+            }
+        },
     },
     "paper": {
         "model": {"name": "convnet", "widths": [64, 64, 128, 256], "scale": 10.0},
@@ -192,9 +246,11 @@ STAGE1_PRESETS = {
             "root": None,
             "image_size": None,
             "glyphs": {**_GLYPHS_QUICK, "samples_per_class": 160, "base_test": 30},
+            "noto": _NOTO_MEDIUM,
         },
         "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4, "lr_decay": 0.92},
         "trainer": {"max_epochs": 40, "batch_size": 128, "eval_batch_size": 256},
+        "per_model": {"resnet12": {"model": {"widths": [64, 160, 320, 640]}}},
     },
 }
 
@@ -341,7 +397,7 @@ def build_stage2_head(config: Mapping[str, Any]) -> CosineClassifier | NAMFewSho
         head: CosineClassifier | NAMFewShotClassifier = CosineClassifier(
             num_base, dim, generator="att" if name == "cosine_att" else "avg"
         )
-    elif name == "nam":
+    elif name in ("nam", "nam_tied"):
         head = NAMFewShotClassifier(
             num_base,
             dim,
@@ -350,6 +406,8 @@ def build_stage2_head(config: Mapping[str, Any]) -> CosineClassifier | NAMFewSho
             value_scale=str(m.get("value_scale", "mean")),
             p_w_init=float(m.get("p_w_init", 0.9)),
             p_e_init=float(m.get("p_e_init", 0.2)),
+            gate="tied" if name == "nam_tied" else "separate",
+            p_init=float(m.get("p_init", 0.5)),
         )
     else:
         raise ValueError(f"model.name: expected one of {', '.join(HEADS)}, got {name!r}")
@@ -417,7 +475,7 @@ _EPISODES_QUICK = {
     "val_seed": 17,
 }
 
-STAGE2_PRESETS = {
+STAGE2_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "model": {
             "name": "nam",
@@ -426,6 +484,7 @@ STAGE2_PRESETS = {
             "value_scale": "mean",
             "p_w_init": 0.9,
             "p_e_init": 0.2,
+            "p_init": 0.5,
         },
         "data": _EPISODES_QUICK,
         "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4, "lr_decay": 0.8},
@@ -444,6 +503,7 @@ STAGE2_PRESETS = {
             "value_scale": "mean",
             "p_w_init": 0.9,
             "p_e_init": 0.2,
+            "p_init": 0.5,
         },
         "data": {**_EPISODES_QUICK, "train_episodes": 4000, "val_episodes": 1000},
         "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4, "lr_decay": 0.8},
@@ -456,6 +516,12 @@ STAGE2_PRESETS = {
     },
 }
 
+STAGE2_PRESETS["medium"] = {
+    **STAGE2_PRESETS["quick"],
+    "data": {**_EPISODES_QUICK, "train_episodes": 1000, "val_episodes": 300},
+    "trainer": {**STAGE2_PRESETS["quick"]["trainer"], "max_epochs": 5},
+}
+
 register_task(
     TaskSpec(
         name=STAGE1,
@@ -463,10 +529,10 @@ register_task(
         build_datasets=_stage1_datasets,
         build_model=_stage1_model,
         compute=_stage1_compute,
-        models=("convnet",),
+        models=BACKBONES,
         presets=STAGE1_PRESETS,
         selection_metric="val/acc",
-        description="few-shot stage 1: ConvNet + cosine classifier on the base classes",
+        description="few-shot stage 1: ConvNet or ResNet-12 + cosine classifier on the base classes",
     )
 )
 register_task(
@@ -601,16 +667,20 @@ def erase_ablation(
 ) -> NAMFewShotClassifier:
     """A copy of a trained NAM head whose erase gate is the constant ``p_e`` (no retraining).
 
-    Sequential writes by default: with K similar keys the batched sum erases up to ``K * p_e``
-    of a direction (overshooting past zero), whereas repeated ``nam_write`` never does.
+    The write gate stays the trained one (for a tied head: its one gate, now used for writing
+    only). ``p_e = 0`` switches the erase off. Sequential writes by default: with K similar keys
+    the batched sum erases up to ``K * p_e`` of a direction (overshooting past zero), whereas
+    repeated ``nam_write`` never does.
     """
-    if not 0.0 < p_e < 1.0:
-        raise ValueError(f"p_e: expected a probability in (0, 1), got {p_e}")
+    if not 0.0 <= p_e < 1.0:
+        raise ValueError(f"p_e: expected a probability in [0, 1), got {p_e}")
     ablated = copy.deepcopy(head)
     ablated.write_mode = write_mode
-    with torch.no_grad():
-        ablated.gate_e.net[2].weight.zero_()
-        ablated.gate_e.net[2].bias.fill_(math.log(p_e / (1.0 - p_e)))
+    if ablated.gate_mode == "tied":
+        ablated.gate_w = ablated.gate
+        del ablated.gate
+        ablated.gate_mode = "separate"
+    ablated.gate_e = ConstantGate(p_e)
     return ablated
 
 
@@ -636,9 +706,12 @@ def _train(jobs: list, out_dir: Path) -> list[dict]:
 
 
 def _dataset_overrides(name: str, root: str | None, preset: str) -> tuple[list[str], list[str]]:
-    """(stage-1, stage-2) overrides that point the presets at a user-provided data set."""
+    """(stage-1, stage-2) overrides that point the presets at a data set other than the glyphs."""
     if name == "glyphs":
         return [], []
+    if name == "noto":
+        # Quick renders 20 images per character: 5 shots + 5 queries, like Omniglot.
+        return ["data.dataset=noto"], (["data.n_query_novel=5"] if preset == "quick" else [])
     if name == "miniimagenet":  # 32 px keeps the quick preset CPU-sized; paper: 84 px
         size = 32 if preset == "quick" else 84
         return [f"data.dataset={name}", f"data.root={root}", f"data.image_size={size}"], []
@@ -649,33 +722,56 @@ def _dataset_overrides(name: str, root: str | None, preset: str) -> tuple[list[s
     )
 
 
+#: Per preset: the heads trained, the fixed-erase ablations and the stage-1 backbone per data set.
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "quick": {"heads": ("cosine", "nam"), "ablate_erase": (0.5,), "test_episodes": 1000},
+    "medium": {
+        "heads": HEADS,
+        "ablate_erase": (0.0, 0.5),
+        "test_episodes": 1000,
+        "backbone": {"noto": "resnet12"},
+    },
+    "paper": {
+        "heads": HEADS,
+        "ablate_erase": (0.0, 0.5),
+        "test_episodes": 2000,
+        "backbone": {"noto": "resnet12", "miniimagenet": "resnet12"},
+    },
+}
+
+
 def reproduce_fewshot(
     preset: str = "quick",
     out_dir: str | os.PathLike[str] = "nam_runs/reproduce/fewshot",
     shots: tuple[int, ...] = (1, 5),
-    heads: tuple[str, ...] = ("cosine", "nam"),
+    heads: tuple[str, ...] | None = None,
     test_episodes: int | None = None,
     miniimagenet: str | None = None,
     omniglot: str | None = None,
     overrides: tuple[str, ...] = (),
-    ablate_erase: tuple[float, ...] = (0.5,),
+    ablate_erase: tuple[float, ...] | None = None,
     datasets: tuple[str, ...] | None = None,
     **_: Any,
 ) -> Path:
     """Run the few-shot protocol and write ``<out_dir>/report.md`` (plus JSON and PNG plots).
 
     Data sets: the glyphs always; mini-ImageNet / Omniglot when their folders are given (or set in
-    ``$NAM_MINIIMAGENET_DIR`` / ``$NAM_OMNIGLOT_DIR``). Finished runs are reused and interrupted
-    ones resume, so re-running after an interruption continues where it stopped. For each
-    ``p_e`` in ``ablate_erase`` the trained NAM head is also evaluated with its erase gate fixed
-    at ``p_e`` (an ablation of the erase, no retraining), as head ``nam_pe<p_e>``. ``datasets``
-    restricts the run to some of ``("glyphs", "miniimagenet", "omniglot")``.
+    ``$NAM_MINIIMAGENET_DIR`` / ``$NAM_OMNIGLOT_DIR``); ``datasets`` restricts the run to some of
+    :data:`DATASETS` (the Noto scripts run only when named here). Finished runs are reused and
+    interrupted ones resume, so re-running after an interruption continues where it stopped.
+    ``heads``, ``ablate_erase``, ``test_episodes`` and the stage-1 backbone default per preset
+    (:data:`PRESET_DEFAULTS`). For each ``p_e`` in ``ablate_erase`` every trained NAM head is also
+    evaluated with its erase gate fixed at ``p_e`` (an ablation of the erase, no retraining), as
+    head ``<head>_pe<p_e>``; every head is compared with the cosine head on the same episodes.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    defaults = PRESET_DEFAULTS.get(preset, PRESET_DEFAULTS["paper"])
+    heads = tuple(defaults["heads"] if heads is None else heads)
+    ablate_erase = tuple(defaults["ablate_erase"] if ablate_erase is None else ablate_erase)
     if test_episodes is None:
-        test_episodes = 1000 if preset == "quick" else 2000
+        test_episodes = int(defaults["test_episodes"])
     for h in heads:
         if h not in HEADS:
             raise ValueError(f"heads: expected names from {HEADS}, got {h!r}")
@@ -689,20 +785,21 @@ def reproduce_fewshot(
         unknown = [d for d in datasets if d not in DATASETS]
         if unknown:
             raise ValueError(f"datasets: expected names from {DATASETS}, got {unknown}")
-        missing = [d for d in datasets if d != "glyphs" and not roots[d]]
+        missing = [d for d in datasets if d not in RENDERED and not roots[d]]
         if missing:
             raise ValueError(
                 f"datasets: {missing} requested but no folder given (pass it or set "
                 "$NAM_MINIIMAGENET_DIR / $NAM_OMNIGLOT_DIR)"
             )
-        roots = {d: r for d, r in roots.items() if d in datasets}
+        roots = {d: roots.get(d) for d in datasets}
     for ds_name, root in roots.items():
-        if ds_name != "glyphs" and not root:
+        if ds_name not in RENDERED and not root:
             continue
         ds_over, ds_over2 = _dataset_overrides(ds_name, root, preset)
         runs = out_dir / "runs" / ds_name
+        backbone = defaults.get("backbone", {}).get(ds_name, "convnet")
         (s1,) = _train(
-            [Job(STAGE1, "convnet", preset, (*ds_over, *overrides_for(STAGE1, overrides)))],
+            [Job(STAGE1, backbone, preset, (*ds_over, *overrides_for(STAGE1, overrides)))],
             runs / "stage1",
         )
         s1_dir = Path(s1["run_dir"]).resolve()
@@ -710,6 +807,7 @@ def reproduce_fewshot(
         ds_res: dict[str, Any] = {
             "stage1": {
                 "run_dir": str(s1_dir),
+                "backbone": backbone,
                 "val_acc": s1["splits"].get("val", {}).get("acc"),
                 "selected_epoch": s1.get("selected_epoch"),
                 "epochs": s1.get("epochs_completed"),
@@ -743,16 +841,16 @@ def reproduce_fewshot(
             cfg = _read_stage1_config(run_dirs[heads[0]])
             sampler = episode_sampler(data, cfg["data"], "test", TEST_SEED, test_episodes)
             trained = {h: _load_head(run_dirs[h]) for h in heads}
-            if "nam" in trained:
+            for h in [h for h in heads if h.startswith("nam")]:
                 for p_e in ablate_erase:
-                    trained[f"nam_pe{p_e:g}"] = erase_ablation(trained["nam"], p_e)
+                    trained[f"{h}_pe{p_e:g}"] = erase_ablation(trained[h], p_e)
             print(f"[fewshot] {ds_name}: evaluating {k}-shot on {test_episodes} test episodes")
             per_ep, curves = evaluate_heads(trained, feats, sampler)
             setting: dict[str, Any] = {
                 "heads": {
                     h: {
                         "summary": summarize(per_ep[h]),
-                        "run_dir": str(run_dirs.get(h, run_dirs.get("nam"))),
+                        "run_dir": str(run_dirs[_trained_from(h)]),
                         "tradeoff": equal_error_point(curves[h]),
                         "curve": np.round(curves[h], 3).tolist(),
                     }
@@ -760,18 +858,28 @@ def reproduce_fewshot(
                 },
                 "offsets": OFFSETS.tolist(),
             }
-            if "nam" in trained:
+            keys = F.normalize(feats[torch.from_numpy(data.indices("novel"))], dim=-1)
+            gates = {}
+            for h in (h for h in heads if h.startswith("nam")):
                 with torch.no_grad():
-                    keys = F.normalize(feats[torch.from_numpy(data.indices("novel"))], dim=-1)
-                    p_w, p_e = trained["nam"].gates(keys)
-                setting["nam_gates_on_novel"] = {
+                    p_w, p_e = trained[h].gates(keys)
+                gates[h] = {
                     "p_w": [float(p_w.mean()), float(p_w.std())],
                     "p_e": [float(p_e.mean()), float(p_e.std())],
                 }
-            if "cosine" in heads and "nam" in heads:
-                setting["nam_minus_cosine"] = summarize(
-                    {m: per_ep["nam"][m] - per_ep["cosine"][m] for m in SUMMARY_METRICS[:5]}
-                )
+            setting["gates_on_novel"] = gates
+            if "nam" in gates:
+                setting["nam_gates_on_novel"] = gates["nam"]
+            if "cosine" in heads:
+                setting["minus_cosine"] = {
+                    h: summarize(
+                        {m: per_ep[h][m] - per_ep["cosine"][m] for m in SUMMARY_METRICS[:5]}
+                    )
+                    for h in trained
+                    if h != "cosine"
+                }
+                if "nam" in trained:
+                    setting["nam_minus_cosine"] = setting["minus_cosine"]["nam"]
             (runs / f"test_{k}shot.json").write_text(json.dumps(setting, indent=2))
             ds_res["settings"][f"{k}shot"] = setting
         results["datasets"][ds_name] = ds_res
@@ -781,6 +889,11 @@ def reproduce_fewshot(
     report = write_report(results, out_dir)
     print(f"[fewshot] report: {report}")
     return report
+
+
+def _trained_from(head: str) -> str:
+    """The trained head an evaluated head comes from (``nam_tied_pe0.5`` -> ``nam_tied``)."""
+    return head.split("_pe", 1)[0]
 
 
 def overrides_for(task: str, overrides: tuple[str, ...]) -> list[str]:
@@ -803,8 +916,9 @@ def _fmt(s: Mapping[str, float]) -> str:
 
 
 def _head_label(h: str) -> str:
-    if h.startswith("nam_pe"):
-        return f"nam, p_e fixed {h[len('nam_pe') :]}, sequential (ablation)"
+    base = _trained_from(h)
+    if base != h:
+        return f"{base}, p_e fixed {h[len(base) + 3 :]}, sequential (ablation)"
     return h
 
 
@@ -828,7 +942,8 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
         lines += [
             f"## {ds_name}",
             "",
-            f"Classes: {ds['classes']}. Stage 1 (ConvNet + cosine classifier): base val accuracy "
+            f"Classes: {ds['classes']}. Stage 1 ({s1.get('backbone', 'convnet')} + cosine "
+            "classifier): base val accuracy "
             f"{100 * (s1['val_acc'] or float('nan')):.2f}% at epoch {s1['selected_epoch']} "
             f"(0-based) of {s1['epochs']} ({(s1['wall_clock_s'] or 0):.0f} s of training).",
             "",
@@ -854,22 +969,27 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
                     for c in ("right", "wrong", "cross")
                 )
                 lines.append(f"| {setting} | {_head_label(h)} | {cells} |")
-        lines += ["", "Paired difference NAM − cosine (same episodes), mean ± 95% CI:", ""]
+        lines += ["", "Paired difference head − cosine (same episodes), mean ± 95% CI:", ""]
         lines += [
-            "| Shots | Novel | Base | Joint | FP b→n | FP n→b | Lowers both FPs at equal or better joint? |",
-            "|---|---|---|---|---|---|---|",
+            "| Shots | Head | Novel | Base | Joint | FP b→n | FP n→b | "
+            "Lowers both FPs at equal or better joint? |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for setting, res in ds["settings"].items():
-            d = res.get("nam_minus_cosine")
-            if d is not None:
+            diffs = res.get("minus_cosine") or (
+                {"nam": res["nam_minus_cosine"]} if "nam_minus_cosine" in res else {}
+            )
+            for h, d in diffs.items():
                 cells = " | ".join(_fmt(d[m]) for m in _MAIN)
-                lines.append(f"| {setting} | {cells} | {verdict(d)} |")
+                lines.append(f"| {setting} | {_head_label(h)} | {cells} | {verdict(d)} |")
         lines.append("")
         for setting, res in ds["settings"].items():
-            g = res.get("nam_gates_on_novel")
-            if g:
+            gates = res.get("gates_on_novel") or (
+                {"nam": res["nam_gates_on_novel"]} if "nam_gates_on_novel" in res else {}
+            )
+            for h, g in gates.items():
                 lines.append(
-                    f"- {setting}: learned NAM gates on the novel-split features: "
+                    f"- {setting}: learned gates of `{h}` on the novel-split features: "
                     f"p_w = {g['p_w'][0]:.3f} (sd {g['p_w'][1]:.3f}), "
                     f"p_e = {g['p_e'][0]:.3f} (sd {g['p_e'][1]:.3f})."
                 )
@@ -911,7 +1031,7 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
 
 
 def verdict(diff: Mapping[str, Mapping[str, float]]) -> str:
-    """Whether NAM lowers both FP rates at equal or better joint accuracy (CI-aware)."""
+    """Whether a head lowers both FP rates at equal or better joint accuracy than cosine (CI-aware)."""
 
     def lower(m: str) -> bool:  # significantly lower
         return diff[m]["mean"] + diff[m]["ci95"] < 0

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from ..functional import nam_write, unit_norm
 
 __all__ = [
+    "ConstantGate",
     "CosineClassifier",
     "FewShotHeadConfig",
     "FewShotNetwork",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 WRITE_MODES = ("batched", "sequential", "memorize")
+GATES = ("separate", "tied")
 
 
 @dataclass
@@ -50,6 +52,9 @@ class FewShotHeadConfig:
     attention-based weight generator of Gidaris & Komodakis 2018). ``write_mode`` (NAM only):
     ``"batched"``, ``"sequential"`` or ``"memorize"``; ``value_scale`` (NAM only): ``"mean"`` writes
     ``onehot / K_c`` so a class row is the gated mean of its keys, ``"one"`` writes plain one-hots.
+    ``gate`` (NAM only): ``"separate"`` (write and erase gates ``p_w``, ``p_e`` starting at
+    ``p_w_init``, ``p_e_init``) or ``"tied"`` (the authors' head: one gate network, ``p_w = p_e``,
+    starting at ``p_init``).
     """
 
     head: str = "cosine"
@@ -63,6 +68,8 @@ class FewShotHeadConfig:
     value_scale: str = "mean"
     p_w_init: float = 0.9
     p_e_init: float = 0.2
+    gate: str = "separate"
+    p_init: float = 0.5
 
 
 def _check_features(name: str, x: object, dim: int) -> Tensor:
@@ -114,6 +121,19 @@ class GateNet(nn.Module):
 
     def forward(self, k: Tensor) -> Tensor:
         return torch.sigmoid(self.net(k)).squeeze(-1)
+
+
+class ConstantGate(nn.Module):
+    """The same probability ``p`` in [0, 1] for every key: `[S, d]` -> `[S]` (ablations)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p: expected a probability in [0, 1], got {p}")
+        self.register_buffer("p", torch.tensor(float(p)))
+
+    def forward(self, k: Tensor) -> Tensor:
+        return self.p.to(k.dtype).expand(k.shape[:-1])
 
 
 class _EpisodicHead(nn.Module):
@@ -260,19 +280,33 @@ class NAMFewShotClassifier(_EpisodicHead):
         value_scale: str = "mean",
         p_w_init: float = 0.9,
         p_e_init: float = 0.2,
+        gate: str = "separate",
+        p_init: float = 0.5,
     ) -> None:
         super().__init__(num_base, dim, scale, learn_scale)
         if write_mode not in WRITE_MODES:
             raise ValueError(f"write_mode: expected one of {WRITE_MODES}, got {write_mode!r}")
         if value_scale not in ("mean", "one"):
             raise ValueError(f"value_scale: expected 'mean' or 'one', got {value_scale!r}")
+        if gate not in GATES:
+            raise ValueError(f"gate: expected one of {GATES}, got {gate!r}")
         self.write_mode = write_mode
         self.value_scale = value_scale
-        self.gate_w = GateNet(dim, gate_hidden, p_w_init)
-        self.gate_e = GateNet(dim, gate_hidden, p_e_init)
+        self.gate_mode = gate
+        if gate == "tied":
+            self.gate = GateNet(dim, gate_hidden, p_init)
+        else:
+            self.gate_w: nn.Module = GateNet(dim, gate_hidden, p_w_init)
+            self.gate_e: nn.Module = GateNet(dim, gate_hidden, p_e_init)
 
     def gates(self, keys: Tensor) -> tuple[Tensor, Tensor]:
-        """Write and erase probabilities ``(p_w, p_e)``, each `[S]`, for unit keys `[S, d]`."""
+        """Write and erase probabilities ``(p_w, p_e)``, each `[S]`, for unit keys `[S, d]`.
+
+        With ``gate="tied"`` both are the one gate network's output (the same tensor).
+        """
+        if self.gate_mode == "tied":
+            p = self.gate(keys)
+            return p, p
         return self.gate_w(keys), self.gate_e(keys)
 
     def process_support_set(
@@ -357,6 +391,8 @@ def build_head(config: FewShotHeadConfig) -> CosineClassifier | NAMFewShotClassi
             config.value_scale,
             config.p_w_init,
             config.p_e_init,
+            config.gate,
+            config.p_init,
         )
     raise ValueError(f"head: expected 'cosine' or 'nam', got {config.head!r}")
 
