@@ -18,6 +18,10 @@ from neural_attention_memory.models.transformer import (
 )
 from neural_attention_memory.models.transformer import _nam_attention as nam_kernel
 
+# (attention, causal): every kind in both forms where it exists ("nam-tied" is causal only).
+KINDS = [(a, False) for a in ATTENTIONS if a != "nam-tied"] + [(a, True) for a in ATTENTIONS]
+NON_CAUSAL = [a for a in ATTENTIONS if a != "nam-tied"]
+
 
 def _cfg(attention: str, **kw) -> TransformerConfig:
     base = dict(
@@ -85,26 +89,29 @@ def test_kernels_ignore_padding(kernel) -> None:
     assert torch.all(full[:, 5:] == 0)
 
 
-@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize(("attention", "causal"), KINDS)
 @pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
-def test_encoder_outputs_unchanged_by_extra_padding(attention: str, positional: str) -> None:
-    enc = TransformerEncoder(_cfg(attention, positional=positional)).eval()
+def test_encoder_outputs_unchanged_by_extra_padding(
+    attention: str, causal: bool, positional: str
+) -> None:
+    enc = TransformerEncoder(_cfg(attention, positional=positional, causal=causal)).eval()
     lengths = [6, 9]
     T = max(lengths)
     tokens = torch.randint(1, 11, (2, T))
-    alone = [enc(tokens[i : i + 1, :n]) for i, n in enumerate(lengths)]
+    alone = [enc(tokens[i : i + 1, :n])[0] for i, n in enumerate(lengths)]
     for extra in (0, 13):
         padded = torch.zeros(2, T + extra, dtype=torch.long)
         mask = torch.ones(2, T + extra, dtype=torch.bool)
         for i, n in enumerate(lengths):
             padded[i, :n] = tokens[i, :n]
             mask[i, :n] = False
-        out = enc(padded, mask)
+        out, _ = enc(padded, padding_mask=mask)
         for i, n in enumerate(lengths):
             torch.testing.assert_close(out[i, :n], alone[i][0], atol=1e-5, rtol=1e-5)
+        assert torch.all(out[mask] == 0)
 
 
-@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("attention", NON_CAUSAL)
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_classifier_logits_unchanged_by_padding_and_trains(attention: str, pooling: str) -> None:
     model = SequenceClassifier(_cfg(attention), num_classes=3, pooling=pooling).eval()
@@ -128,7 +135,7 @@ def test_classifier_logits_unchanged_by_padding_and_trains(attention: str, pooli
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("attention", NON_CAUSAL)
 def test_dual_encoder_shapes_and_symmetric_features(attention: str) -> None:
     model = DualEncoderClassifier(_cfg(attention), num_classes=2).eval()
     a, b = torch.randint(1, 11, (3, 9)), torch.randint(1, 11, (3, 12))
@@ -142,7 +149,8 @@ def test_dual_encoder_shapes_and_symmetric_features(attention: str) -> None:
 
 def test_embedded_input_and_validation() -> None:
     enc = TransformerEncoder(_cfg("nam", vocab_size=None))
-    assert enc(torch.randn(2, 5, 16)).shape == (2, 5, 16)
+    out, state = enc(torch.randn(2, 5, 16))
+    assert out.shape == (2, 5, 16) and state is None
     with pytest.raises(ValueError, match="vocab_size"):
         enc(torch.ones(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="x: expected"):
@@ -150,9 +158,15 @@ def test_embedded_input_and_validation() -> None:
     with pytest.raises(ValueError, match="max_len"):
         enc(torch.randn(1, 41, 16))
     with pytest.raises(TypeError, match="padding_mask"):
-        enc(torch.randn(2, 5, 16), torch.zeros(2, 5))
+        enc(torch.randn(2, 5, 16), padding_mask=torch.zeros(2, 5))
     with pytest.raises(ValueError, match="padding_mask"):
-        enc(torch.randn(2, 5, 16), torch.zeros(2, 4, dtype=torch.bool))
+        enc(torch.randn(2, 5, 16), padding_mask=torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(NotImplementedError, match="causal=False"):
+        enc.step(torch.randn(2, 16))
+    with pytest.raises(ValueError, match="'nam-tied' .* needs causal=True"):
+        TransformerConfig(attention="nam-tied")
+    with pytest.raises(ValueError, match="gates: only NAM attention has gates"):
+        TransformerConfig(attention="linear", gates=("write",))
     with pytest.raises(ValueError, match="attention"):
         TransformerConfig(attention="performer")
     with pytest.raises(ValueError, match="num_heads"):
@@ -165,20 +179,44 @@ def test_embedded_input_and_validation() -> None:
 
 @settings(max_examples=15, deadline=None)
 @given(
-    attention=st.sampled_from(ATTENTIONS),
+    kind=st.sampled_from(KINDS),
     lengths=st.lists(st.integers(1, 12), min_size=1, max_size=3),
     extra=st.integers(0, 7),
     heads=st.sampled_from([1, 2, 4]),
 )
-def test_padding_invariance_property(attention, lengths, extra, heads) -> None:
+def test_padding_invariance_property(kind, lengths, extra, heads) -> None:
     torch.manual_seed(len(lengths) * 31 + extra)
-    enc = TransformerEncoder(_cfg(attention, num_heads=heads, num_layers=1)).eval()
+    attention, causal = kind
+    enc = TransformerEncoder(_cfg(attention, num_heads=heads, num_layers=1, causal=causal)).eval()
     T = max(lengths) + extra
     tokens = torch.zeros(len(lengths), T, dtype=torch.long)
     mask = torch.ones(len(lengths), T, dtype=torch.bool)
     for i, n in enumerate(lengths):
         tokens[i, :n] = torch.randint(1, 11, (n,))
         mask[i, :n] = False
-    out = enc(tokens, mask)
+    out, _ = enc(tokens, padding_mask=mask)
     for i, n in enumerate(lengths):
-        torch.testing.assert_close(out[i, :n], enc(tokens[i : i + 1, :n])[0], atol=1e-5, rtol=1e-5)
+        alone, _ = enc(tokens[i : i + 1, :n])
+        torch.testing.assert_close(out[i, :n], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS)
+@pytest.mark.parametrize("positional", ["none", "learned", "sinusoidal"])
+def test_causal_encoder_step_and_split_equal_one_pass(attention: str, positional: str) -> None:
+    torch.manual_seed(0)
+    gates = ("write", "read") if attention.startswith("nam") else ()
+    cfg = _cfg(attention, causal=True, positional=positional, gates=gates)
+    enc = TransformerEncoder(cfg).double().eval()
+    tokens = torch.randint(1, 11, (2, 11))
+    full, state = enc(tokens)
+    # Causal: a prefix's outputs do not depend on what follows.
+    torch.testing.assert_close(enc(tokens[:, :6])[0], full[:, :6])
+    a, s = enc(tokens[:, :4])
+    b, s = enc(tokens[:, 4:], s)
+    torch.testing.assert_close(torch.cat([a, b], 1), full)
+    s, outs = None, []
+    for t in range(11):
+        o, s = enc.step(tokens[:, t], s)
+        outs.append(o)
+    torch.testing.assert_close(torch.stack(outs, 1), full)
+    assert torch.equal(s.position, state.position) and int(state.position[0]) == 11

@@ -1,5 +1,18 @@
-"""``nn.Module`` layers: parameters + reshaping + one call into :mod:`..functional`."""
+"""``nn.Module`` layers: parameters + reshaping + one call into a kernel.
 
-from .attention import NAMAttention
+The three attentions share one protocol (``forward(x, state=None, padding_mask=None) -> (out,
+state)``, ``step``, ``init_state``) and the same projections, so a model swaps them freely.
+"""
 
-__all__ = ["NAMAttention"]
+from .attention import NAMAttention, NAMAttentionState
+from .linear import LinearAttention, LinearAttentionState
+from .softmax import SoftmaxAttention, SoftmaxAttentionState
+
+__all__ = [
+    "LinearAttention",
+    "LinearAttentionState",
+    "NAMAttention",
+    "NAMAttentionState",
+    "SoftmaxAttention",
+    "SoftmaxAttentionState",
+]

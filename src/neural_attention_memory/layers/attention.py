@@ -1,8 +1,13 @@
-"""``NAMAttention``: multi-head NAM attention as a drop-in ``nn.Module``."""
+"""``NAMAttention``: multi-head NAM attention as a drop-in ``nn.Module``.
+
+Speaks the project's sequence-model protocol: ``forward(x, state=None, padding_mask=None) ->
+(out, state)``, ``step(x_t, state=None) -> (out_t, state)``, ``init_state(batch, device, dtype)``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -13,8 +18,9 @@ from ..functional import (
     nam_attention,
     recurrent_causal_nam_attention,
 )
+from ._common import check_dims, check_input, check_padding_mask, zero_padded
 
-__all__ = ["NAMAttention"]
+__all__ = ["NAMAttention", "NAMAttentionState"]
 
 GATES = ("write", "erase", "read")
 MODES = ("auto", "chunk", "recurrent", "naive")
@@ -23,6 +29,16 @@ _CAUSAL_FNS = {
     "recurrent": recurrent_causal_nam_attention,
     "naive": naive_causal_nam_attention,
 }
+
+
+class NAMAttentionState(NamedTuple):
+    """State of a causal :class:`NAMAttention`.
+
+    Attributes:
+        memory: `[B, H, d_v, d_k]` one NAM memory per head (value rows, key columns).
+    """
+
+    memory: Tensor
 
 
 class NAMAttention(nn.Module):
@@ -39,6 +55,8 @@ class NAMAttention(nn.Module):
         causal: causal (recurrent memory, state in/out, ``step``) or non-causal attention.
         gates: which learned gates to use, a subset of ``("write", "erase", "read")``; erase only
             for causal attention (a non-causal memory is written once).
+        tie_erase: erase with the write probability (``p_e = p_w``: the delta rule, as in LSAM
+            and DeltaNet); needs ``causal=True`` and the ``"write"`` gate, excludes ``"erase"``.
         mode: causal algorithm: ``"auto"`` (chunk for float32/64 sequences longer than one chunk
             step, recurrent otherwise), ``"chunk"``, ``"recurrent"`` or ``"naive"``.
         chunk_size: chunk length of the chunk form.
@@ -47,7 +65,9 @@ class NAMAttention(nn.Module):
         head_dim: per-head size (default ``embed_dim // num_heads``).
 
     Shapes:
-        ``forward(x [B, T, E]) -> [B, T, E]``; the state is `[B, H, head_dim, head_dim]`.
+        ``forward(x [B, T, E]) -> (out [B, T, E], state)``; causal state
+        :class:`NAMAttentionState` with ``memory`` `[B, H, head_dim, head_dim]`; a non-causal layer
+        carries no state and returns ``None`` in its place.
     """
 
     def __init__(
@@ -61,20 +81,10 @@ class NAMAttention(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         head_dim: int | None = None,
+        tie_erase: bool = False,
     ) -> None:
         super().__init__()
-        for name, val in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-                raise ValueError(f"{name}: expected a positive int, got {val!r}")
-        if head_dim is None:
-            if embed_dim % num_heads:
-                raise ValueError(
-                    f"num_heads: expected a divisor of embed_dim={embed_dim} (or pass head_dim), "
-                    f"got {num_heads}"
-                )
-            head_dim = embed_dim // num_heads
-        elif isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim < 1:
-            raise ValueError(f"head_dim: expected a positive int or None, got {head_dim!r}")
+        head_dim = check_dims(embed_dim, num_heads, head_dim)
         if isinstance(gates, str):
             gates = (gates,)
         bad = [g for g in gates if g not in GATES]
@@ -84,6 +94,11 @@ class NAMAttention(nn.Module):
             raise ValueError(
                 "gates: 'erase' needs causal=True (a non-causal memory is written once)"
             )
+        if tie_erase and (not causal or "write" not in gates or "erase" in gates):
+            raise ValueError(
+                "tie_erase: needs causal=True and gates with 'write' and without 'erase', got "
+                f"causal={causal}, gates={tuple(gates)}"
+            )
         if mode not in MODES:
             raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
@@ -92,6 +107,7 @@ class NAMAttention(nn.Module):
             raise ValueError(f"dropout: expected a float in [0, 1), got {dropout!r}")
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, head_dim
         self.causal, self.mode, self.chunk_size = causal, mode, chunk_size
+        self.tie_erase = bool(tie_erase)
         self.gates = tuple(g for g in GATES if g in gates)  # canonical order
         inner = num_heads * head_dim
         self.qkv_proj = nn.Linear(embed_dim, 3 * inner, bias=bias)
@@ -102,13 +118,19 @@ class NAMAttention(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
-            f"causal={self.causal}, gates={self.gates}, mode={self.mode!r}"
+            f"causal={self.causal}, gates={self.gates}, tie_erase={self.tie_erase}, "
+            f"mode={self.mode!r}"
         )
 
-    def init_state(self, batch: int, device=None, dtype=None) -> Tensor:
-        """An empty memory `[batch, H, head_dim, head_dim]`."""
+    def init_state(self, batch: int, device=None, dtype=None) -> NAMAttentionState:
+        """An empty memory: ``memory`` `[batch, H, head_dim, head_dim]` of zeros."""
+        if not self.causal:
+            raise NotImplementedError(
+                "NAMAttention(causal=False) carries no state: its memory is built from the whole "
+                "sequence at once"
+            )
         w = self.qkv_proj.weight
-        return torch.zeros(
+        memory = torch.zeros(
             batch,
             self.num_heads,
             self.head_dim,
@@ -116,50 +138,56 @@ class NAMAttention(nn.Module):
             device=device or w.device,
             dtype=dtype or w.dtype,
         )
+        return NAMAttentionState(memory)
 
-    def _check_x(self, x: object, name: str, rank: int) -> Tensor:
-        if not isinstance(x, Tensor) or not x.is_floating_point():
-            got = x.dtype if isinstance(x, Tensor) else type(x).__name__
-            raise TypeError(f"{name}: expected a floating-point tensor, got {got}")
-        if x.dim() != rank or x.shape[-1] != self.embed_dim:
-            want = "[B, T, E]" if rank == 3 else "[B, E]"
+    def _check_state(self, state: object, x: Tensor) -> Tensor | None:
+        if state is None:
+            return None
+        if not self.causal:
+            raise ValueError("state: only causal NAMAttention carries a state, got a state")
+        if not isinstance(state, NAMAttentionState):
+            raise TypeError(f"state: expected a NAMAttentionState, got {type(state).__name__}")
+        want = (x.shape[0], self.num_heads, self.head_dim, self.head_dim)
+        if tuple(state.memory.shape) != want:
             raise ValueError(
-                f"{name}: expected shape {want} with E = {self.embed_dim}, got {tuple(x.shape)}"
+                f"state: expected memory of shape {want}, got {tuple(state.memory.shape)}"
             )
-        return x
+        return state.memory
 
     def forward(
         self,
         x: Tensor,
-        key_padding_mask: Tensor | None = None,
-        state: Tensor | None = None,
-        return_state: bool = False,
+        state: NAMAttentionState | None = None,
+        padding_mask: Tensor | None = None,
+        *,
         mode: str | None = None,
-    ) -> Tensor | tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, NAMAttentionState | None]:
         """Attend over ``x`` `[B, T, E]`.
 
         Args:
-            key_padding_mask: `[B, T]` bool, True = padding (writes nothing; output 0 before the
-                output projection).
-            state: causal only: memory `[B, H, head_dim, head_dim]` carried from earlier tokens.
-            return_state: causal only: also return the memory after the last token.
-            mode: override ``self.mode`` for this call.
+            state: causal only: the state after earlier tokens (None = empty memory).
+            padding_mask: `[B, T]` bool, True = padding: a padded token writes nothing and its
+                output is zero.
+            mode: override ``self.mode`` for this call (causal only).
         Returns:
-            `[B, T, E]`, or ``(out, state)`` when ``return_state``.
+            ``(out [B, T, E], new state)``; the state is ``None`` for a non-causal layer.
         """
-        x = self._check_x(x, "x", 3)
+        x = check_input(x, "x", 3, self.embed_dim)
         B, T, _ = x.shape
+        padding_mask = check_padding_mask(padding_mask, B, T)
+        memory = self._check_state(state, x)
         H, d = self.num_heads, self.head_dim
         q, k, v = self.qkv_proj(x).view(B, T, 3, H, d).unbind(2)
         g = {}
         if self.gate_proj is not None:
             probs = torch.sigmoid(self.gate_proj(x)).view(B, T, len(self.gates), H).unbind(2)
             g = dict(zip(self.gates, probs, strict=True))
+        if self.tie_erase:
+            g["erase"] = g["write"]
+        new_state = None
         if not self.causal:
-            if state is not None or return_state:
-                raise ValueError("state/return_state: only causal NAMAttention carries a state")
             out = nam_attention(
-                q, k, v, g.get("write"), g.get("read"), key_padding_mask=key_padding_mask
+                q, k, v, g.get("write"), g.get("read"), key_padding_mask=padding_mask
             )
         else:
             mode = self.mode if mode is None else mode
@@ -169,27 +197,31 @@ class NAMAttention(nn.Module):
                 fast = x.dtype in (torch.float32, torch.float64) and T > 8
                 mode = "chunk" if fast else "recurrent"
             kwargs = {"chunk_size": self.chunk_size} if mode == "chunk" else {}
-            out, state = _CAUSAL_FNS[mode](
+            out, memory = _CAUSAL_FNS[mode](
                 q,
                 k,
                 v,
                 g.get("write"),
                 g.get("erase"),
                 g.get("read"),
-                initial_state=state,
-                output_final_state=return_state,
-                key_padding_mask=key_padding_mask,
+                initial_state=memory,
+                output_final_state=True,
+                key_padding_mask=padding_mask,
                 **kwargs,
             )
+            new_state = NAMAttentionState(memory)
         out = self.out_proj(self.dropout(out.reshape(B, T, H * d)))
-        return (out, state) if return_state else out
+        return zero_padded(out, padding_mask), new_state
 
-    def step(self, x_t: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def step(
+        self, x_t: Tensor, state: NAMAttentionState | None = None
+    ) -> tuple[Tensor, NAMAttentionState]:
         """One token of causal decoding: ``x_t`` `[B, E]` -> ``(out_t [B, E], new state)``."""
         if not self.causal:
-            raise ValueError("step: only causal NAMAttention decodes token by token (causal=True)")
-        x_t = self._check_x(x_t, "x_t", 2)
-        out, state = self.forward(
-            x_t.unsqueeze(1), state=state, return_state=True, mode="recurrent"
-        )
+            raise NotImplementedError(
+                "NAMAttention(causal=False) cannot step: every output reads a memory written by "
+                "the whole sequence"
+            )
+        x_t = check_input(x_t, "x_t", 2, self.embed_dim)
+        out, state = self.forward(x_t.unsqueeze(1), state, mode="recurrent")
         return out.squeeze(1), state

@@ -1,47 +1,57 @@
-"""A pre-LayerNorm Transformer encoder whose attention is swappable: NAM, softmax or linear.
+"""A pre-LayerNorm Transformer whose attention is swappable: NAM, NAM-tied, softmax or linear.
 
-This is the model of the paper's Long Range Arena study (PAPER.md §7): the same encoder, the same
-projections and the same hyper-parameters, only the attention kernel differs:
+One block, built on the attention layers of :mod:`..layers` (models never re-implement attention),
+causal or non-causal:
 
-- ``"nam"``: non-causal NAM attention (PAPER.md §2), ``out_j = sum_s cos(q_j, k_s) v_s``: unit
-  queries and keys, no softmax, no scale, no normaliser; ``O(T d_k d_v)`` per head.
-- ``"softmax"``: ``torch.nn.functional.scaled_dot_product_attention``; ``O(T^2 d)`` per head.
-- ``"linear"``: Katharopoulos et al. 2020, ``phi(x) = elu(x) + 1``,
-  ``out_j = phi(q_j)^T (sum_s phi(k_s) v_s^T) / (phi(q_j)^T sum_s phi(k_s))``.
+- ``"nam"``: :class:`~..layers.NAMAttention` (paper §2), ``out_t = p_r M mu(q_t)`` with unit queries
+  and keys, no softmax, no scale, no normaliser; learned gates from ``config.gates`` (write / erase
+  / read; erase only when causal). Non-causal with no gates is the paper's LRA model.
+- ``"nam-tied"``: causal NAM attention whose erase is tied to its write gate (``p_e = p_w``, the
+  delta rule).
+- ``"softmax"``: :class:`~..layers.SoftmaxAttention` (scaled dot-product; a key/value cache when
+  causal).
+- ``"linear"``: :class:`~..layers.LinearAttention` (Katharopoulos et al. 2020, ``elu + 1``).
 
-Padding is honoured by all three: padded tokens are never attended to (they write nothing into the
-NAM memory or the linear-attention sums), so the outputs on real tokens do not depend on how much
-padding follows them. Outputs at padded positions are zeroed by the attention and must be ignored.
+Padding is honoured by all of them: padded tokens are never attended to (they write nothing into
+the NAM memory or the linear-attention sums) and their outputs are zero.
 
-Blocks: ``x += Drop(Attn(LN x)); x += Drop(MLP(LN x))``, then a final LayerNorm. Heads on top:
-:class:`SequenceClassifier` (CLS or mean pooling + MLP head) and :class:`DualEncoderClassifier`
-(one shared encoder for two documents, ``[u, v, u*v, u-v]`` interaction, as in LRA retrieval).
+Blocks: ``x += Drop(Attn(LN x)); x += Drop(MLP(LN x))``, then a final LayerNorm. Every block and
+the encoder speak the sequence-model protocol: ``forward(x, state=None, padding_mask=None) ->
+(out, state)``; causal ones also ``step(x_t, state)`` and ``init_state(batch, device, dtype)``.
+Heads on top: :class:`SequenceClassifier` (CLS or mean pooling + MLP head) and
+:class:`DualEncoderClassifier` (one shared encoder for two documents, ``[u, v, u*v, u-v]``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..functional import nam_attention
+from ..layers import LinearAttention, NAMAttention, SoftmaxAttention
+from ..layers._common import check_padding_mask, zero_padded
+from ..layers.linear import linear_attention
+from ..layers.softmax import softmax_attention
 
 __all__ = [
     "ATTENTIONS",
     "DualEncoderClassifier",
-    "SelfAttention",
+    "EncoderBlock",
     "SequenceClassifier",
     "TransformerConfig",
     "TransformerEncoder",
+    "TransformerState",
+    "build_attention",
     "linear_attention",
     "softmax_attention",
 ]
 
-ATTENTIONS = ("nam", "softmax", "linear")
+ATTENTIONS = ("nam", "nam-tied", "softmax", "linear")
 POSITIONS = ("learned", "sinusoidal", "none")
 POOLINGS = ("cls", "mean")
 
@@ -55,9 +65,13 @@ class TransformerConfig:
         num_layers: number of pre-LN blocks.
         num_heads: attention heads ``H`` (``D`` must be divisible by ``H``).
         d_ff: hidden width of the MLP.
-        attention: ``"nam"``, ``"softmax"`` or ``"linear"``.
+        attention: ``"nam"``, ``"nam-tied"`` (causal only), ``"softmax"`` or ``"linear"``.
+        causal: causal attention (a state, ``step``) or non-causal (every token sees all).
+        gates: NAM gates, a subset of ``("write", "erase", "read")`` (erase only when causal);
+            ``"nam-tied"`` always has a write gate and erases with it.
+        chunk_size: chunk length of the causal NAM / linear kernels.
         vocab_size: if set, ``forward`` also accepts integer tokens ``[B, T]`` and embeds them.
-        max_len: longest sequence (learned positions are a table of this size).
+        max_len: longest sequence for ``"learned"`` positions (a table of this size).
         positional: ``"learned"``, ``"sinusoidal"`` or ``"none"``.
         dropout: dropout on the residual branches and the embedding.
         attn_dropout: dropout on the softmax attention weights (softmax only; the other
@@ -78,9 +92,12 @@ class TransformerConfig:
     attn_dropout: float = 0.0
     activation: str = "gelu"
     padding_idx: int | None = 0
+    causal: bool = False
+    gates: tuple[str, ...] = ()
+    chunk_size: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("d_model", "num_layers", "num_heads", "d_ff", "max_len"):
+        for name in ("d_model", "num_layers", "num_heads", "d_ff", "max_len", "chunk_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: expected a positive int, got {value!r}")
@@ -90,6 +107,20 @@ class TransformerConfig:
             )
         if self.attention not in ATTENTIONS:
             raise ValueError(f"attention: expected one of {ATTENTIONS}, got {self.attention!r}")
+        if not isinstance(self.causal, bool):
+            raise ValueError(f"causal: expected a bool, got {self.causal!r}")
+        if self.attention == "nam-tied" and not self.causal:
+            raise ValueError(
+                "attention: 'nam-tied' (erase tied to write) needs causal=True, got causal=False"
+            )
+        if isinstance(self.gates, str):
+            self.gates = (self.gates,)
+        self.gates = tuple(self.gates)
+        if self.gates and not self.attention.startswith("nam"):
+            raise ValueError(
+                f"gates: only NAM attention has gates, got gates={self.gates} with "
+                f"attention={self.attention!r}"
+            )
         if self.positional not in POSITIONS:
             raise ValueError(f"positional: expected one of {POSITIONS}, got {self.positional!r}")
         if self.activation not in ("gelu", "relu"):
@@ -121,105 +152,38 @@ class TransformerConfig:
         return asdict(self)
 
 
-# ---------------------------------------------------------------------------------------------
-# Attention kernels: q, k `[B, T, H, d_k]`, v `[B, T, H, d_v]`, mask `[B, T]` bool True = padding.
-
-
 def _nam_attention(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None) -> Tensor:
-    """Non-causal NAM attention of the functional core (padded tokens write nothing, output 0)."""
+    """Non-causal NAM attention kernel (functional core) for `[B, T, H, d]` inputs."""
     return nam_attention(q, k, v, key_padding_mask=key_padding_mask)
 
 
-def softmax_attention(
-    q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None, dropout_p: float = 0.0
-) -> Tensor:
-    """Scaled dot-product attention over non-padded keys.
-
-    Args:
-        q, k: `[B, T, H, d_k]`; v: `[B, T, H, d_v]`.
-        key_padding_mask: `[B, T]` bool, True = padding, or None.
-    Returns:
-        `[B, T, H, d_v]`, zero at padded positions.
-    """
-    mask = None
-    if key_padding_mask is not None and bool(key_padding_mask.any()):
-        # Only pass a mask when something is padded: without one SDPA may pick a fused kernel.
-        mask = ~key_padding_mask[:, None, None, :]  # [B, 1, 1, T]: True = may attend
-    out = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask, dropout_p=dropout_p
-    ).transpose(1, 2)
-    if mask is not None:
-        out = out.masked_fill(key_padding_mask[:, :, None, None], 0.0)
-    return out
-
-
-def linear_attention(
-    q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None, eps: float = 1e-6
-) -> Tensor:
-    """Linear attention of Katharopoulos et al. (2020) with the ``elu + 1`` feature map.
-
-    The padding mask is applied after the feature map (``phi(k) = 0`` at padding), so padded keys
-    add nothing to either the key-value sum or the normaliser.
-
-    Args:
-        q, k: `[B, T, H, d_k]`; v: `[B, T, H, d_v]`.
-        key_padding_mask: `[B, T]` bool, True = padding, or None.
-    Returns:
-        `[B, T, H, d_v]`, zero at padded positions.
-    """
-    phi_q = F.elu(q) + 1.0
-    phi_k = F.elu(k) + 1.0
-    if key_padding_mask is not None:
-        phi_k = phi_k.masked_fill(key_padding_mask[:, :, None, None], 0.0)
-    kv = torch.einsum("bshk,bshv->bhkv", phi_k, v)  # [B, H, d_k, d_v]
-    z = phi_k.sum(dim=1)  # [B, H, d_k]
-    num = torch.einsum("bthk,bhkv->bthv", phi_q, kv)
-    den = torch.einsum("bthk,bhk->bth", phi_q, z).unsqueeze(-1) + eps
-    out = num / den
-    if key_padding_mask is not None:
-        out = out.masked_fill(key_padding_mask[:, :, None, None], 0.0)
-    return out
-
-
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with a swappable kernel; identical parameters for all kernels.
-
-    ``x [B, T, D] -> [B, T, D]``: fused q/k/v projection, kernel, output projection.
-    """
-
-    def __init__(
-        self, d_model: int, num_heads: int, attention: str = "softmax", attn_dropout: float = 0.0
-    ) -> None:
-        super().__init__()
-        if attention not in ATTENTIONS:
-            raise ValueError(f"attention: expected one of {ATTENTIONS}, got {attention!r}")
-        if d_model % num_heads:
-            raise ValueError(f"num_heads: expected a divisor of d_model={d_model}, got {num_heads}")
-        self.d_model, self.num_heads, self.attention = d_model, num_heads, attention
-        self.attn_dropout = attn_dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.out = nn.Linear(d_model, d_model)
-
-    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
-        B, T, D = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.num_heads, D // self.num_heads).unbind(2)
-        if self.attention == "nam":
-            o = _nam_attention(q, k, v, key_padding_mask)
-        elif self.attention == "softmax":
-            p = self.attn_dropout if self.training else 0.0
-            o = softmax_attention(q, k, v, key_padding_mask, dropout_p=p)
-        else:
-            o = linear_attention(q, k, v, key_padding_mask)
-        return self.out(o.reshape(B, T, D))
+def build_attention(cfg: TransformerConfig) -> nn.Module:
+    """The attention layer of one block: same projections for every kind."""
+    D, H = cfg.d_model, cfg.num_heads
+    if cfg.attention == "softmax":
+        return SoftmaxAttention(D, H, causal=cfg.causal, attn_dropout=cfg.attn_dropout)
+    if cfg.attention == "linear":
+        return LinearAttention(D, H, causal=cfg.causal, chunk_size=cfg.chunk_size)
+    if cfg.attention == "nam-tied":
+        gates = tuple(g for g in cfg.gates if g != "erase")
+        gates = gates if "write" in gates else ("write", *gates)
+        return NAMAttention(
+            D, H, causal=True, gates=gates, tie_erase=True, chunk_size=cfg.chunk_size
+        )
+    return NAMAttention(D, H, causal=cfg.causal, gates=cfg.gates, chunk_size=cfg.chunk_size)
 
 
 class EncoderBlock(nn.Module):
-    """``x += Drop(Attn(LN x)); x += Drop(MLP(LN x))``."""
+    """``x += Drop(Attn(LN x)); x += Drop(MLP(LN x))``.
+
+    ``forward(x [B, T, D], state=None, padding_mask=None) -> (x [B, T, D], attention state)``;
+    ``step(x_t [B, D], state) -> (x_t [B, D], state)`` when causal.
+    """
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.attn = SelfAttention(cfg.d_model, cfg.num_heads, cfg.attention, cfg.attn_dropout)
+        self.attn = build_attention(cfg)
         self.ln2 = nn.LayerNorm(cfg.d_model)
         act = nn.GELU() if cfg.activation == "gelu" else nn.ReLU()
         self.mlp = nn.Sequential(
@@ -230,14 +194,26 @@ class EncoderBlock(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), key_padding_mask))
-        return x + self.drop(self.mlp(self.ln2(x)))
+    def init_state(self, batch: int, device=None, dtype=None):
+        return self.attn.init_state(batch, device, dtype)
+
+    def forward(
+        self, x: Tensor, state: Any = None, padding_mask: Tensor | None = None
+    ) -> tuple[Tensor, Any]:
+        a, state = self.attn(self.ln1(x), state, padding_mask)
+        x = x + self.drop(a)
+        return x + self.drop(self.mlp(self.ln2(x))), state
+
+    def step(self, x_t: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        a, state = self.attn.step(self.ln1(x_t), state)
+        x_t = x_t + self.drop(a)
+        return x_t + self.drop(self.mlp(self.ln2(x_t))), state
 
 
-def sinusoidal_positions(length: int, dim: int) -> Tensor:
-    """The fixed sin/cos table of Vaswani et al. (2017): `[length, dim]`."""
-    pos = torch.arange(length, dtype=torch.float32)[:, None]
+def sinusoidal_positions(length: int, dim: int, start: int = 0) -> Tensor:
+    """The fixed sin/cos table of Vaswani et al. (2017): `[length, dim]` for positions
+    ``start .. start + length - 1``."""
+    pos = torch.arange(start, start + length, dtype=torch.float32)[:, None]
     freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
     table = torch.zeros(length, dim)
     table[:, 0::2] = torch.sin(pos * freq)
@@ -245,24 +221,28 @@ def sinusoidal_positions(length: int, dim: int) -> Tensor:
     return table
 
 
-def _check_mask(mask: object, B: int, T: int) -> Tensor | None:
-    if mask is None:
-        return None
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
-        raise TypeError(f"padding_mask: expected a bool tensor [B, T] (True = padding), got {got}")
-    if mask.shape != (B, T):
-        raise ValueError(f"padding_mask: expected shape [B, T] = {(B, T)}, got {tuple(mask.shape)}")
-    return mask
+class TransformerState(NamedTuple):
+    """State of a causal :class:`TransformerEncoder`.
+
+    Attributes:
+        layers: one attention state per block (:class:`~..layers.NAMAttentionState`,
+            :class:`~..layers.LinearAttentionState` or :class:`~..layers.SoftmaxAttentionState`).
+        position: `[B]` int64, the position of the next token (real tokens seen so far).
+    """
+
+    layers: tuple
+    position: Tensor
 
 
 class TransformerEncoder(nn.Module):
-    """Pre-LN Transformer encoder with NAM, softmax or linear attention.
+    """Pre-LN Transformer with NAM, NAM-tied, softmax or linear attention, causal or not.
 
-    ``forward(x, padding_mask)``: ``x`` is either integer tokens `[B, T]` (needs
-    ``config.vocab_size``) or already-embedded inputs `[B, T, D]`; positions are added here.
-    ``padding_mask`` is `[B, T]` bool, True = padding. Returns hidden states `[B, T, D]` after a
-    final LayerNorm; rows at padded positions carry no information and must be ignored.
+    ``forward(x, state=None, padding_mask=None) -> (h, state)``: ``x`` is either integer tokens
+    `[B, T]` (needs ``config.vocab_size``) or already-embedded inputs `[B, T, D]`; positions are
+    added here. ``padding_mask`` is `[B, T]` bool, True = padding. ``h`` `[B, T, D]` are the hidden
+    states after a final LayerNorm, zero at padded positions. A causal encoder takes and returns a
+    :class:`TransformerState` (``None`` means empty) and can ``step``; a non-causal one returns
+    ``None`` as its state and cannot step.
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -298,27 +278,116 @@ class TransformerEncoder(nn.Module):
             raise ValueError(f"x: expected integer tokens [B, T], got shape {tuple(tokens.shape)}")
         return self.embed(tokens)
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x: expected a tensor [B, T] or [B, T, D], got {type(x).__name__}")
-        if not x.is_floating_point():
-            x = self.embed_tokens(x)
-        if x.dim() != 3 or x.shape[-1] != self.config.d_model:
-            raise ValueError(
-                f"x: expected [B, T, D] with D = {self.config.d_model}, got {tuple(x.shape)}"
+    def init_state(self, batch: int, device=None, dtype=None) -> TransformerState:
+        """Empty attention states for every block, position 0."""
+        if not self.config.causal:
+            raise NotImplementedError(
+                "TransformerEncoder(causal=False) carries no state: every token attends to the "
+                "whole sequence"
             )
+        ref = self.ln_f.weight
+        device = device or ref.device
+        layers = tuple(b.init_state(batch, device, dtype or ref.dtype) for b in self.blocks)
+        return TransformerState(layers, torch.zeros(batch, dtype=torch.long, device=device))
+
+    def _positions(self, position: Tensor | None, T: int, like: Tensor) -> Tensor | None:
+        """Position vectors `[B or 1, T, D]` for tokens ``position .. position + T - 1``."""
+        if self.pos is None:
+            return None
+        if position is None:
+            idx = torch.arange(T, device=like.device)[None]
+        else:
+            idx = position[:, None] + torch.arange(T, device=like.device)[None]
+        top = int(idx.max())
+        if top >= self.pos.shape[0]:
+            if self.config.positional == "learned":
+                raise ValueError(
+                    f"x: expected positions < max_len = {self.config.max_len}, got up to {top}"
+                )
+            table = sinusoidal_positions(top + 1, self.config.d_model).to(like)
+        else:
+            table = self.pos
+        return table[idx].to(like.dtype)
+
+    def _check_state(self, state: object, B: int) -> TransformerState | None:
+        if state is None:
+            return None
+        if not self.config.causal:
+            raise ValueError("state: only a causal TransformerEncoder carries a state, got one")
+        if not isinstance(state, TransformerState):
+            raise TypeError(f"state: expected a TransformerState, got {type(state).__name__}")
+        if len(state.layers) != len(self.blocks) or tuple(state.position.shape) != (B,):
+            raise ValueError(
+                f"state: expected {len(self.blocks)} layer states and position [{B}], got "
+                f"{len(state.layers)} and {tuple(state.position.shape)}"
+            )
+        return state
+
+    def _embed(self, x: object, rank: int) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x: expected a tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            if x.dim() != rank - 1:
+                raise ValueError(f"x: expected integer tokens of rank {rank - 1}, got {x.dim()}")
+            x = self.embed_tokens(x if rank == 3 else x[:, None])
+            return x if rank == 3 else x[:, 0]
+        if x.dim() != rank or x.shape[-1] != self.config.d_model:
+            want = "[B, T, D]" if rank == 3 else "[B, D]"
+            raise ValueError(
+                f"x: expected {want} with D = {self.config.d_model}, got {tuple(x.shape)}"
+            )
+        return x
+
+    def forward(
+        self, x: Tensor, state: TransformerState | None = None, padding_mask: Tensor | None = None
+    ) -> tuple[Tensor, TransformerState | None]:
+        """``x`` tokens `[B, T]` or embedded `[B, T, D]` -> ``(h [B, T, D], state)``."""
+        x = self._embed(x, 3)
         B, T, _ = x.shape
         if T == 0:
             raise ValueError("x: expected a non-empty sequence (T >= 1), got T = 0")
-        if T > self.config.max_len:
+        if self.config.positional == "learned" and T > self.config.max_len:
             raise ValueError(f"x: expected length <= max_len = {self.config.max_len}, got {T}")
-        padding_mask = _check_mask(padding_mask, B, T)
-        if self.pos is not None:
-            x = x + self.pos[:T]
+        padding_mask = check_padding_mask(padding_mask, B, T)
+        state = self._check_state(state, B)
+        if self.config.causal and state is None:
+            state = self.init_state(B, x.device, x.dtype)
+        pos = self._positions(None if state is None else state.position, T, x)
+        if pos is not None:
+            x = x + pos
         x = self.drop(x)
-        for block in self.blocks:
-            x = block(x, padding_mask)
-        return self.ln_f(x)
+        new_layers = []
+        for i, block in enumerate(self.blocks):
+            x, s = block(x, None if state is None else state.layers[i], padding_mask)
+            new_layers.append(s)
+        h = zero_padded(self.ln_f(x), padding_mask)
+        if state is None:
+            return h, None
+        real = T if padding_mask is None else (~padding_mask).sum(1)
+        return h, TransformerState(tuple(new_layers), state.position + real)
+
+    def step(
+        self, x_t: Tensor, state: TransformerState | None = None
+    ) -> tuple[Tensor, TransformerState]:
+        """One token: ``x_t`` ids `[B]` or embedded `[B, D]` -> ``(h_t [B, D], new state)``."""
+        if not self.config.causal:
+            raise NotImplementedError(
+                "TransformerEncoder(causal=False) cannot step: every token attends to the whole "
+                "sequence"
+            )
+        x_t = self._embed(x_t, 2)
+        state = self._check_state(state, x_t.shape[0])
+        if state is None:
+            state = self.init_state(x_t.shape[0], x_t.device, x_t.dtype)
+        pos = self._positions(state.position, 1, x_t)
+        if pos is not None:
+            x_t = x_t + pos[:, 0]
+        x_t = self.drop(x_t)
+        new_layers = []
+        for block, s in zip(self.blocks, state.layers, strict=True):
+            x_t, s = block.step(x_t, s)
+            new_layers.append(s)
+        return self.ln_f(x_t), TransformerState(tuple(new_layers), state.position + 1)
 
 
 def _mlp_head(d_in: int, hidden: int, num_classes: int) -> nn.Module:
@@ -362,14 +431,14 @@ class SequenceClassifier(nn.Module):
             got = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
             raise ValueError(f"tokens: expected an integer tensor [B, T], got {got}")
         B, T = tokens.shape
-        padding_mask = _check_mask(padding_mask, B, T)
+        padding_mask = check_padding_mask(padding_mask, B, T)
         x = self.encoder.embed_tokens(tokens)
         if self.pooling == "cls":
             x = torch.cat([self.cls.expand(B, 1, -1), x], dim=1)
             if padding_mask is not None:
                 padding_mask = F.pad(padding_mask, (1, 0), value=False)
-            return self.encoder(x, padding_mask)[:, 0]
-        h = self.encoder(x, padding_mask)
+            return self.encoder(x, padding_mask=padding_mask)[0][:, 0]
+        h, _ = self.encoder(x, padding_mask=padding_mask)
         if padding_mask is None:
             return h.mean(dim=1)
         keep = (~padding_mask).unsqueeze(-1).to(h.dtype)

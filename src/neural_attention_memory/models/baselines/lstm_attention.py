@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..transformer import softmax_attention
+from ...layers.softmax import softmax_attention
 from ._common import check_tokens
 
 __all__ = ["LSTMAttention", "LSTMAttentionConfig"]

@@ -60,4 +60,5 @@ class TransformerTagger(nn.Module):
 
     def forward(self, tokens: Tensor, padding_mask: Tensor | None = None) -> Tensor:
         padding_mask = check_tokens(tokens, padding_mask, self.config.vocab_size)
-        return self.head(self.encoder(tokens, padding_mask))
+        h, _ = self.encoder(tokens, padding_mask=padding_mask)
+        return self.head(h)

@@ -69,5 +69,5 @@ class UniversalTransformer(nn.Module):
         x = self.drop(self.embed(tokens) * self.config.d_model**0.5)
         for step in range(self.config.num_steps):
             x = x + coords[:T] + coords[step]
-            x = self.block(x, padding_mask)
+            x, _ = self.block(x, padding_mask=padding_mask)
         return self.head(self.ln_f(x))
