@@ -26,6 +26,7 @@ FAMILY_MODULES: tuple[str, ...] = (
     "neural_attention_memory.experiments.generalization",
     "neural_attention_memory.experiments.lra",
     "neural_attention_memory.experiments.fewshot",
+    "neural_attention_memory.experiments.lm",
 )
 
 _TASKS: dict[str, TaskSpec] = {}

@@ -146,7 +146,8 @@ def results_table(
 ) -> str:
     """One row per (run, split) of ``results.json`` dicts: metrics at the selected epoch.
 
-    Metrics named ``loss`` are shown unscaled; the others (accuracies) are multiplied by ``scale``.
+    Metrics named ``loss`` or ``bpb...`` (bits per byte) are shown unscaled; the others
+    (accuracies) are multiplied by ``scale``.
     ``status=True`` adds a column such as ``finished`` or ``running 3/10`` (epochs done / asked).
     """
     if metrics is None:
@@ -169,9 +170,8 @@ def results_table(
             cells: list[Any] = [res.get("task"), res.get("model"), split]
             for m in metrics:
                 v = vals.get(m)
-                cells.append(
-                    format_value(v, ".4f" if m == "loss" else fmt, 1.0 if m == "loss" else scale)
-                )
+                raw = m == "loss" or m.startswith("bpb")  # losses and bits per byte: not percents
+                cells.append(format_value(v, ".4f" if raw else fmt, 1.0 if raw else scale))
             cells += [
                 res.get("selected_epoch"),
                 format_params(res.get("num_params")),

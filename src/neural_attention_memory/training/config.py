@@ -65,6 +65,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         "num_nodes": 1,
         "precision": "32-true",
         "limit_train_batches": None,
+        "max_train_cpu_s": None,  # stop once training batches used this much CPU time
         "log_every_n_steps": 50,
         "progress_bar": True,
         "deterministic": False,

@@ -328,6 +328,8 @@ def fit(
 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from .budget import CPUTimeBudget
+
     ckpt_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
@@ -344,7 +346,8 @@ def fit(
         default_root_dir=run_dir,
         max_epochs=max_epochs,
         logger=_loggers(run_dir),
-        callbacks=[ckpt_cb, _progress_bar()] if tcfg.get("progress_bar", True) else [ckpt_cb],
+        callbacks=[ckpt_cb, CPUTimeBudget(tcfg.get("max_train_cpu_s"))]
+        + ([_progress_bar()] if tcfg.get("progress_bar", True) else []),
         gradient_clip_val=float(grad_clip) if grad_clip else None,
         gradient_clip_algorithm="norm",
         num_sanity_val_steps=0,

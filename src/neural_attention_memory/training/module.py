@@ -218,6 +218,10 @@ class TaskModule(L.LightningModule):
         self._epoch_t0 = time.perf_counter()
         self._pending = {"epoch": epoch, "lr": lr}
 
+    def add_to_epoch_entry(self, **items: Any) -> None:
+        """Add ``items`` to the history entry of the current epoch (e.g. from a callback)."""
+        self._pending.update(items)
+
     def _set_lr(self, lr: float) -> None:
         for opt in self._optimizers():
             for group in opt.param_groups:
