@@ -2,9 +2,9 @@
 
 ``trainer.max_train_cpu_s`` (None = no budget) stops a run once the process CPU time spent in
 training batches (forward, backward, optimizer step; not data loading or evaluation) reaches the
-budget. The current epoch ends there and is evaluated as usual. Each epoch's history entry gets
-``train_cpu_s`` and ``train_batches``: the cumulative CPU seconds and batches so far (also with no
-budget), kept in checkpoints so a resumed run continues the count.
+budget. The current epoch ends there and is evaluated as usual. With a budget, each epoch's
+history entry gets ``train_cpu_s`` and ``train_batches``: the cumulative CPU seconds and batches so
+far, kept in checkpoints so a resumed run continues the count.
 
 CPU time (``time.process_time``) is used because with one torch thread it equals the compute of
 this process alone, whatever else the machine runs.

@@ -346,7 +346,8 @@ def fit(
         default_root_dir=run_dir,
         max_epochs=max_epochs,
         logger=_loggers(run_dir),
-        callbacks=[ckpt_cb, CPUTimeBudget(tcfg.get("max_train_cpu_s"))]
+        callbacks=[ckpt_cb]
+        + ([CPUTimeBudget(tcfg["max_train_cpu_s"])] if tcfg.get("max_train_cpu_s") else [])
         + ([_progress_bar()] if tcfg.get("progress_bar", True) else []),
         gradient_clip_val=float(grad_clip) if grad_clip else None,
         gradient_clip_algorithm="norm",
