@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import neural_attention_memory.functional as F
+from neural_attention_memory.functional import chunk as chunk_mod
 from neural_attention_memory.functional.chunk import ChunkNAMFunction
 
 from ._helpers import DT, grads_with_cotangents, make_inputs
@@ -43,9 +44,16 @@ def _assert_same(a, b, atol=1e-10):
         torch.testing.assert_close(x, y, atol=atol, rtol=1e-8)
 
 
+@pytest.fixture(params=[1, 8192], ids=["block=1chunk", "block=all"])
+def block_rows(request, monkeypatch):
+    """Run the chunk form with one chunk per block and with one block for everything."""
+    monkeypatch.setattr(chunk_mod, "_BLOCK_ROWS", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("T", [1, 63, 64, 65, 200])
 @pytest.mark.parametrize("form", sorted(CAUSAL))
-def test_causal_forms_match_naive(T, form):
+def test_causal_forms_match_naive(T, form, block_rows):
     inputs = make_inputs(B=2, T=T, H=2, d_k=5, d_v=4)
     ref = _run(F.naive_causal_nam_attention, inputs)
     _assert_same(_run(CAUSAL[form], inputs), ref)
@@ -103,7 +111,7 @@ def test_padding_with_absent_gates_matches_naive(present):
     _assert_same(_run(CAUSAL["recurrent"], inputs, mask=mask), ref)
 
 
-def test_padding_in_the_middle_matches_naive_with_gradients():
+def test_padding_in_the_middle_matches_naive_with_gradients(block_rows):
     inputs = make_inputs(B=2, T=40)
     mask = torch.zeros(2, 40, dtype=torch.bool)
     mask[0, 3:9] = True
@@ -114,7 +122,7 @@ def test_padding_in_the_middle_matches_naive_with_gradients():
 
 
 @pytest.mark.parametrize("form", sorted(CAUSAL))
-def test_split_sequence_with_carried_state_equals_one_pass(form):
+def test_split_sequence_with_carried_state_equals_one_pass(form, block_rows):
     fn = CAUSAL[form]
     q, k, v, p_w, p_e, p_r, S0 = make_inputs(T=90, requires_grad=False)
     out, state = fn(q, k, v, p_w, p_e, p_r, initial_state=S0, output_final_state=True)
@@ -208,29 +216,24 @@ def test_gradcheck_public_functions():
         )
 
 
-def test_gradcheck_custom_backward_directly():
+@pytest.mark.parametrize("block_rows", [4, 8192])
+def test_gradcheck_custom_backward_directly(block_rows, monkeypatch):
+    # block_rows=4: one chunk per block (the multi-block paths); 8192: one block for everything.
+    monkeypatch.setattr(chunk_mod, "_BLOCK_ROWS", block_rows)
     g = torch.Generator().manual_seed(3)
-    N, G, C, d_k, d_v = 3, 2, 4, 3, 2
+    B, T, H, d_k, d_v = 1, 10, 2, 3, 2
 
     def rnd(*s, fn=torch.randn):
         return fn(*s, generator=g, dtype=DT).requires_grad_()
 
-    q, k = F.unit_norm(rnd(N, G, C, d_k)).detach(), F.unit_norm(rnd(N, G, C, d_k)).detach()
-    q.requires_grad_()
-    k.requires_grad_()
-    args = (
-        q,
-        k,
-        rnd(N, G, C, d_v),
-        rnd(N, G, C, fn=torch.rand),
-        rnd(N, G, C, fn=torch.rand),
-        rnd(N, G, C, fn=torch.rand),
-        rnd(G, d_v, d_k),
-    )
-    assert torch.autograd.gradcheck(ChunkNAMFunction.apply, args)
-    # And with every gate absent (the no-erase fast path).
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    mask[0, 4] = True
+    gates = [rnd(B, T, H, fn=torch.rand) for _ in range(3)]
+    args = (rnd(B, T, H, d_k), rnd(B, T, H, d_k), rnd(B, T, H, d_v), *gates, rnd(B, H, d_v, d_k))
+    assert torch.autograd.gradcheck(lambda *a: ChunkNAMFunction.apply(*a, mask, 4), args)
+    # And with every gate absent (the no-erase fast path) and no padding.
     args_none = (args[0], args[1], args[2], None, None, None, args[6])
-    assert torch.autograd.gradcheck(ChunkNAMFunction.apply, args_none)
+    assert torch.autograd.gradcheck(lambda *a: ChunkNAMFunction.apply(*a, None, 3), args_none)
 
 
 def test_erase_overwrites_under_a_repeated_key():

@@ -94,5 +94,17 @@ def test_chunk_size_and_dtype():
     q, k, v = qkv()
     with pytest.raises(ValueError, match=r"chunk_size: expected a positive int, got 0"):
         F.chunk_causal_nam_attention(q, k, v, chunk_size=0)
-    with pytest.raises(TypeError, match=r"float32 or float64, got torch.bfloat16"):
-        F.chunk_causal_nam_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    with pytest.raises(TypeError, match=r"p_w: expected dtype torch.bfloat16 \(same as q\)"):
+        F.chunk_causal_nam_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), torch.rand(2, 5, 3))
+
+
+@pytest.mark.parametrize("fn", ALL)
+def test_nan_gates_rejected_with_a_named_error(fn):
+    q, k, v = qkv()
+    p = torch.rand(2, 5, 3)
+    p[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"p_w: expected probabilities in \[0, 1\], got .* 1 NaN"):
+        fn(q, k, v, p)
+    p[:] = float("nan")
+    with pytest.raises(ValueError, match=r"p_r: expected probabilities in \[0, 1\], got only NaN"):
+        fn(q, k, v, p_r=p)

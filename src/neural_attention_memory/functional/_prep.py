@@ -33,12 +33,19 @@ def prepare(
     q, k, v, p_w=None, p_e=None, p_r=None, initial_state=None, key_padding_mask=None
 ) -> Prepared:
     B, T, H, d_k, d_v = check_qkv(q, k, v)
-    p_w = check_gate("p_w", p_w, B, T, H, q)
-    p_e = check_gate("p_e", p_e, B, T, H, q)
-    p_r = check_gate("p_r", p_r, B, T, H, q)
     mask = check_padding_mask(key_padding_mask, B, T)
+    p_w = check_gate("p_w", p_w, B, T, H, q, mask)
+    p_e = check_gate("p_e", p_e, B, T, H, q, mask)
+    p_r = check_gate("p_r", p_r, B, T, H, q, mask)
     state = check_state("initial_state", initial_state, B, H, d_v, d_k, q)
-    keep = None if mask is None else (~mask).to(q.dtype).unsqueeze(-1)  # [B, T, 1]
+    keep = None
+    if mask is not None:
+        # Zero every input at padded positions first: a gate of 0 cannot silence a NaN/inf held
+        # there (0 * NaN = NaN), and a zero key writes, erases and reads nothing.
+        m3, m4 = mask[:, :, None], mask[:, :, None, None]
+        q, k, v = (x.masked_fill(m4, 0) for x in (q, k, v))
+        p_w, p_e, p_r = (None if p is None else p.masked_fill(m3, 0) for p in (p_w, p_e, p_r))
+        keep = (~mask).to(q.dtype).unsqueeze(-1)  # [B, T, 1]
     return Prepared(unit_norm(q), unit_norm(k), v, p_w, p_e, p_r, keep, state, B, T, H, d_k, d_v)
 
 

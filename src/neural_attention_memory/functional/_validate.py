@@ -38,13 +38,35 @@ def check_float_tensor(
     return x
 
 
-def _check_prob_range(name: str, p: Tensor) -> None:
-    # One reduction each; cheap next to the attention itself.
-    if p.numel() and (bool((p < 0).any()) or bool((p > 1).any())):
-        lo, hi = float(p.min()), float(p.max())
-        raise ValueError(
-            f"{name}: expected probabilities in [0, 1], got values in [{lo:.4g}, {hi:.4g}]"
+def _check_prob_range(name: str, p: Tensor, ignore: Tensor | None = None) -> None:
+    """Values in [0, 1]; NaN is rejected too (a NaN gate fails both comparisons). Positions where
+    ``ignore`` (broadcastable bool, e.g. the padding mask) is True are not checked.
+
+    On the CPU one reduction and one read; on an accelerator the check is queued with
+    ``torch._assert_async`` (no host sync: the error surfaces at the next sync); on ``meta``
+    tensors there are no values to check.
+    """
+    if not p.numel() or p.device.type == "meta":
+        return
+    ok = (p >= 0) & (p <= 1)
+    if ignore is not None:
+        ok |= ignore
+    ok = ok.all()
+    if p.device.type != "cpu":
+        torch._assert_async(ok, f"{name}: expected probabilities in [0, 1] (no NaN)")
+        return
+    if not bool(ok):
+        bad = p.detach() if ignore is None else p.detach().masked_fill(ignore, 0.5)
+        n_nan = int(bad.isnan().sum())
+        finite = bad[~bad.isnan()]
+        got = (
+            f"values in [{float(finite.min()):.4g}, {float(finite.max()):.4g}]"
+            if finite.numel()
+            else "only NaN"
         )
+        if n_nan:
+            got += f" and {n_nan} NaN"
+        raise ValueError(f"{name}: expected probabilities in [0, 1], got {got}")
 
 
 def check_memory_gate(
@@ -98,8 +120,11 @@ def check_qkv(q: object, k: object, v: object) -> tuple[int, int, int, int, int]
     return B, T, H, d_k, v.shape[3]
 
 
-def check_gate(name: str, p: object, B: int, T: int, H: int, ref: Tensor) -> Tensor | None:
-    """A per-token, per-head gate ``[B, T, H]`` with values in [0, 1], or ``None``."""
+def check_gate(
+    name: str, p: object, B: int, T: int, H: int, ref: Tensor, mask: Tensor | None = None
+) -> Tensor | None:
+    """A per-token, per-head gate ``[B, T, H]`` with values in [0, 1] (not checked at padded
+    positions, ``mask`` `[B, T]` True), or ``None``."""
     if p is None:
         return None
     if not isinstance(p, Tensor):
@@ -112,7 +137,7 @@ def check_gate(name: str, p: object, B: int, T: int, H: int, ref: Tensor) -> Ten
         raise ValueError(f"{name}: expected shape [B, T, H] = {(B, T, H)}, got {_shape(p)}")
     if p.dtype != ref.dtype:
         raise TypeError(f"{name}: expected dtype {ref.dtype} (same as q), got {p.dtype}")
-    _check_prob_range(name, p)
+    _check_prob_range(name, p, None if mask is None else mask.unsqueeze(-1))
     return p
 
 

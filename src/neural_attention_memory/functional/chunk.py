@@ -4,29 +4,60 @@ Inside a chunk of ``C`` tokens starting from state ``S`` (`[d_v, d_k]`), the WY/
 turns the recurrence ``M_t = M_{t-1} (I - e_t k_t k_t^T) + w_t v_t k_t^T`` into matrix products::
 
     A  = I + diag(e) strict_lower(K K^T)            # unit lower triangular [C, C]
-    Uv = A^{-1} diag(w) V,   Wk = A^{-1} diag(e) K  # independent of S: all chunks at once
+    Uv = A^{-1} diag(w) V,   Wk = A^{-1} diag(e) K  # independent of S
     U  = Uv - Wk S^T                                # [C, d_v]
     O  = diag(r) (Q S^T + tril(Q K^T) U)            # outputs
     S' = S + U^T K                                  # next chunk's state
 
 Only the small ``U``/``S`` recurrence runs chunk by chunk; nothing divides by ``e``. Without an
-erase gate ``A = I`` and ``Wk = 0``, so that case skips the triangular inverse altogether. The
-backward pass is written by hand: it keeps only the chunk-boundary states (`(T/C) d_v d_k` per head)
-and recomputes the within-chunk products, so forward+backward memory is `O(T d + (T/C) d^2)` per head.
+erase gate ``A = I`` and ``Wk = 0``, so that case skips the triangular inverse altogether.
 
-Internal layout is chunk-major `[N, G, C, d]` (``N`` chunks, ``G = B * H``) so that every per-chunk
-slice is contiguous and goes to BLAS without a copy.
+Memory. The sequence is processed in *blocks* of a few chunks: each block's inputs are gathered
+into reused chunk-major buffers `[L, G, C, d]` (``G = B * H``, ``L`` chunks a block), so every
+temporary is block-sized, not sequence-sized. The forward keeps only the chunk-start states
+(`(T/C) d_v d_k` per head); the hand-written backward walks the blocks in reverse and recomputes
+everything else (unit norms, ``A^{-1}``, ``U``, ``tril(QK^T)``) from the raw inputs. Forward+backward
+memory is the inputs, the output, the gradients and the chunk states, plus one block of
+temporaries. Inputs in bfloat16/float16 are computed in float32 inside (buffers, states and every
+product); outputs and gradients come back in the input dtype.
+
+Silent wrong results are excluded by construction: padded tokens are zeroed inside the block
+(a NaN held at padding cannot leak through a zero gate); a token whose key, value or gates are
+not finite is written as a no-op and its sequence is marked from that token on (outputs there and
+after, and the final state, are NaN, as in the token-by-token recurrence), so a non-finite value
+at ``t`` never changes an output before ``t`` even inside its chunk (``0 * NaN`` in a
+lower-triangular product would). Gradients of a marked sequence are NaN as well. Double backward
+(``create_graph=True``) recomputes through the differentiable recurrent form, so second-order
+gradients are exact.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from ._prep import fold_padding, prepare
+from ._validate import check_gate, check_padding_mask, check_qkv, check_state
 
 __all__ = ["ChunkNAMFunction", "chunk_causal_nam_attention"]
+
+_EPS = 1e-6  # unit_norm's default guard, the same in every form
+_HALF = (torch.bfloat16, torch.float16)
+# Rows (chunks x heads x C) of one block: big enough that each op is a large batched BLAS call,
+# small enough that a block's temporaries stay a few MB and are reused from the heap.
+_BLOCK_ROWS = 4096
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the chunk form accumulates in: float32 for half types, else ``dtype``."""
+    return torch.float32 if dtype in _HALF else dtype
+
+
+def _no_autocast(device: torch.device):
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _row_substitution_inverse(E: Tensor) -> Tensor:
@@ -72,110 +103,352 @@ def _tril_qk(q: Tensor, k: Tensor, diagonal: int) -> Tensor:
     return (q @ k.transpose(-1, -2)).tril_(diagonal)
 
 
-class ChunkNAMFunction(torch.autograd.Function):
-    """``(q, k, v, w, e, r, S0) -> (O, S_T)`` on chunk-major tensors, with a hand-written backward.
+# ---------------------------------------------------------------------------------------------
+# Moving between the user's `[B, T, H, *]` tensors and chunk-major block buffers.
 
-    q, k: `[N, G, C, d_k]` (already unit-normalised), v: `[N, G, C, d_v]`, w, e, r: `[N, G, C]` or
-    None (w = 1, e = 0, r = 1), S0: `[G, d_v, d_k]`. Returns O `[N, G, C, d_v]` and S_T `[G, d_v, d_k]`.
+
+def _gather(x: Tensor, buf: Tensor, n0: int, n1: int, C: int) -> Tensor:
+    """Copy chunks ``n0:n1`` of ``x`` `[B, T, H, *]` into ``buf`` `[L, B, H, C, *]` (converting
+    the dtype); positions past ``T`` are zero. Returns the filled `[n1 - n0, B, H, C, *]` view."""
+    T = x.shape[1]
+    out = buf[: n1 - n0]
+    t0, t1 = n0 * C, min(n1 * C, T)
+    full = (t1 - t0) // C
+    perm = (1, 0, 3, 2, *range(4, x.dim() + 1))
+    if full:
+        out[:full].copy_(x[:, t0 : t0 + full * C].unflatten(1, (full, C)).permute(perm))
+    if full < n1 - n0:  # the ragged last chunk
+        rem = t1 - t0 - full * C
+        out[full].zero_()
+        out[full, :, :, :rem].copy_(x[:, t0 + full * C : t1].transpose(1, 2))
+    return out
+
+
+def _scatter(src: Tensor, x: Tensor, n0: int, n1: int, C: int) -> None:
+    """Inverse of :func:`_gather`: write ``src`` `[L, B, H, C, *]` into chunks ``n0:n1`` of ``x``."""
+    T = x.shape[1]
+    t0, t1 = n0 * C, min(n1 * C, T)
+    full = (t1 - t0) // C
+    perm = (1, 0, 3, 2, *range(4, x.dim() + 1))
+    if full:
+        x[:, t0 : t0 + full * C].unflatten(1, (full, C)).copy_(src[:full].permute(perm))
+    if full < n1 - n0:
+        rem = t1 - t0 - full * C
+        x[:, t0 + full * C : t1].copy_(src[full, :, :, :rem].transpose(1, 2))
+
+
+def _scale(x: Tensor) -> Tensor:
+    """Largest magnitude of each row of ``x`` `[..., d]` -> `[..., 1]`; NaN/inf for a row holding
+    NaN/inf. Two plain reductions: no full-size temporary (unlike ``x.abs().amax``)."""
+    return torch.maximum(x.amax(-1, keepdim=True), x.amin(-1, keepdim=True).neg_())
+
+
+def _normalize_(x: Tensor, a: Tensor, zero: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """In place: ``x`` `[..., d]` becomes ``mu(x)`` exactly as :func:`unit_norm` computes it (rows
+    where ``zero`` `[..., 1]` is True become 0); ``a`` `[..., 1]` is the row scale from :func:`_scale`.
+
+    Returns ``(u, g, big)`` such that the backward of the normalisation is
+    ``dx = (du - big u (u . du)) * g`` (``g = 0`` on zeroed rows).
+    """
+    a = a.clamp_min(torch.finfo(x.dtype).tiny)
+    x.div_(a)  # largest entry +-1: the norm below can neither overflow nor underflow
+    n = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    big = (a * n) >= _EPS
+    f = torch.where(big, n.clamp_min_(0.5).reciprocal_(), a / _EPS)
+    if zero is not None:
+        f.masked_fill_(zero, 0)
+    x.mul_(f)
+    return x, f.div_(a), big
+
+
+class _Block:
+    """One block of chunks, gathered, normalised and sanitised, in chunk-major `[L, G, C, *]`.
+
+    Padded tokens get zero q, k and gates; a real token whose key, value, write or erase gate is
+    not finite (``bad``) gets a zero key and gates and a finite value, so it writes and erases
+    nothing. Masking goes through per-row factors (cheap) wherever the row is finite.
+    """
+
+    def __init__(self, bufs: dict, ins: tuple, n0: int, n1: int, C: int, G: int) -> None:
+        q, k, v, w, e, r, mask = ins
+        L = n1 - n0
+
+        def take(name: str, x: Tensor | None) -> Tensor | None:
+            if x is None:
+                return None
+            t = _gather(x, bufs[name], n0, n1, C)
+            return t.reshape(L, G, C, *t.shape[4:])
+
+        q, k, v = take("q", q), take("k", k), take("v", v)
+        self.w, self.e, self.r = take("w", w), take("e", e), take("r", r)
+        self.pad = pad = None if mask is None else take("pad", mask)  # [L, G, C] bool
+        a_k = _scale(k)
+        ok = torch.isfinite(a_k.squeeze(-1))
+        ok &= torch.isfinite(v.amax(-1)) & torch.isfinite(v.amin(-1))
+        for p in (self.w, self.e):
+            if p is not None:
+                ok &= torch.isfinite(p)
+        self.bad = ~ok if pad is None else ~ok & ~pad
+        self.drop = drop = ~ok if pad is None else ~ok | pad  # tokens that write nothing
+        torch.nan_to_num_(k, 0.0, 0.0, 0.0)
+        torch.nan_to_num_(v, 0.0, 0.0, 0.0)
+        self.k, self.gk, self.bk = _normalize_(
+            k, torch.where(ok.unsqueeze(-1), a_k, 1.0), drop.unsqueeze(-1)
+        )
+        self.v = v
+        if pad is not None:
+            q.masked_fill_(pad.unsqueeze(-1), 0)  # a NaN query at padding must not reach O
+        self.q, self.gq, self.bq = _normalize_(
+            q, _scale(q), None if pad is None else pad.unsqueeze(-1)
+        )
+        for p in (self.w, self.e):
+            if p is not None:
+                p.masked_fill_(drop, 0)
+        if self.r is not None and pad is not None:
+            self.r.masked_fill_(pad, 0)
+
+    def wy(self) -> tuple[Tensor | None, Tensor, Tensor | None]:
+        """``(Ainv, Uv, Wk)`` of every chunk; without erase ``(None, diag(w) V, None)``."""
+        vw = self.v if self.w is None else self.v * self.w.unsqueeze(-1)
+        if self.e is None:
+            return None, vw, None
+        d_v = self.v.shape[-1]
+        Ainv = _unit_lower_inverse(self.e.unsqueeze(-1) * _tril_qk(self.k, self.k, -1))
+        X = Ainv @ torch.cat([vw, self.e.unsqueeze(-1) * self.k], dim=-1)
+        return Ainv, X[..., :d_v], X[..., d_v:]
+
+
+def _states(Uv: Tensor, Wk: Tensor | None, k: Tensor, S: Tensor) -> Tensor:
+    """Fill ``S[1:]`` (`[L + 1, G, d_v, d_k]`, ``S[0]`` given) with the chunk-end states; return ``U``."""
+    L = k.shape[0]
+    if Wk is None:  # no erase: U = Uv, and the states are a running sum of U^T K
+        torch.matmul(Uv.transpose(-1, -2), k, out=S[1:])
+        for j in range(L):  # (a loop of adds: cumsum over a leading dim is ~10x slower)
+            S[j + 1].add_(S[j])
+        return Uv
+    U = torch.empty_like(Uv)
+    for j in range(L):
+        torch.baddbmm(Uv[j], Wk[j], S[j].transpose(-1, -2), beta=1, alpha=-1, out=U[j])
+        torch.baddbmm(S[j], U[j].transpose(-1, -2), k[j], out=S[j + 1])
+    return U
+
+
+def _marks(bad: Tensor, carry: Tensor) -> Tensor:
+    """Time-ordered running OR of ``bad`` `[L, G, C]` after ``carry`` `[G]`: `[L, G, C]` bool."""
+    L, G, C = bad.shape
+    run = bad.transpose(0, 1).reshape(G, L * C).cumsum(1, dtype=torch.int32) > 0
+    return (run | carry.unsqueeze(1)).view(G, L, C).transpose(0, 1)
+
+
+class ChunkNAMFunction(torch.autograd.Function):
+    """``(q, k, v, w, e, r, S0, mask, C) -> (O, S_T)`` with a hand-written, recomputing backward.
+
+    q, k: `[B, T, H, d_k]` raw (normalised inside), v: `[B, T, H, d_v]`; w, e, r: `[B, T, H]` or
+    None (w = 1, e = 0, r = 1); S0: `[B, H, d_v, d_k]` or None (zeros); mask: `[B, T]` bool (True =
+    padding) or None; C: chunk size. Returns O `[B, T, H, d_v]` and S_T `[B, H, d_v, d_k]`, in the
+    dtype of q. Inputs are assumed validated (see :func:`chunk_causal_nam_attention`).
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, w, e, r, S0):
-        N, G, C, _ = q.shape
-        d_v = v.shape[-1]
-        vw = v if w is None else v * w.unsqueeze(-1)
-        if e is None:
-            Ainv, Uv, Wk = None, vw, None
-        else:
-            Ainv = _unit_lower_inverse(e.unsqueeze(-1) * _tril_qk(k, k, -1))
-            X = Ainv @ torch.cat([vw, e.unsqueeze(-1) * k], dim=-1)
-            Uv, Wk = X[..., :d_v], X[..., d_v:]
-        Sn = q.new_empty((N + 1, G) + S0.shape[1:])  # chunk-start states, Sn[N] = final
-        Sn[0] = S0
-        U = Uv if Wk is None else torch.empty_like(Uv)
-        for n in range(N):
-            if Wk is not None:
-                torch.baddbmm(Uv[n], Wk[n], Sn[n].transpose(-1, -2), beta=1, alpha=-1, out=U[n])
-            torch.baddbmm(Sn[n], U[n].transpose(-1, -2), k[n], out=Sn[N if n == N - 1 else n + 1])
-        S_start = Sn[:N]
-        O = q @ S_start.transpose(-1, -2)
-        O.view(N * G, C, d_v).baddbmm_(
-            _tril_qk(q, k, 0).view(N * G, C, C), U.reshape(N * G, C, d_v)
-        )
-        if r is not None:
-            O.mul_(r.unsqueeze(-1))
-        ctx.save_for_backward(q, k, v, w, e, r, Sn, Ainv, Uv, Wk)
-        return O, Sn[N].clone()
+    def forward(ctx, q, k, v, w, e, r, S0, mask, C):
+        with _no_autocast(q.device):
+            return _forward(ctx, q, k, v, w, e, r, S0, mask, C)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dO, dS_last):
-        q, k, v, w, e, r, Sn, Ainv, Uv, Wk = ctx.saved_tensors
-        N, G = q.shape[:2]
-        d_v = v.shape[-1]
-        S_start = Sn[:N]
+        if torch.is_grad_enabled():  # create_graph=True: differentiate a differentiable twin
+            return _backward_differentiable(ctx, dO, dS_last)
+        with _no_autocast(ctx.device):
+            return _backward(ctx, dO, dS_last)
+
+
+def _buffers(names_shapes: dict, cdt: torch.dtype, device) -> dict:
+    return {
+        n: torch.empty(s, dtype=torch.bool if n == "pad" else cdt, device=device)
+        for n, s in names_shapes.items()
+    }
+
+
+def _layout(q: Tensor, v: Tensor, ins: tuple, C: int) -> tuple[int, int, dict]:
+    """``(N, L, buffer shapes)`` for inputs ``ins = (q, k, v, w, e, r, mask)``."""
+    B, T, H, d_k = q.shape
+    d_v = v.shape[-1]
+    N = -(-T // C)
+    L = max(1, min(N, _BLOCK_ROWS // (B * H * C)))
+    base = (L, B, H, C)
+    shapes = {"q": base + (d_k,), "k": base + (d_k,), "v": base + (d_v,)}
+    for name, x in zip(("w", "e", "r"), ins[3:6], strict=True):
+        if x is not None:
+            shapes[name] = base
+    if ins[6] is not None:
+        shapes["pad"] = base
+    return N, L, shapes
+
+
+def _expand_mask(mask: Tensor | None, H: int) -> Tensor | None:
+    return None if mask is None else mask.unsqueeze(-1).expand(-1, -1, H)  # [B, T, H]
+
+
+def _forward(ctx, q, k, v, w, e, r, S0, mask, C):
+    B, T, H, d_k = q.shape
+    d_v, G = v.shape[-1], B * H
+    cdt = compute_dtype(q.dtype)
+    ins = (q, k, v, w, e, r, _expand_mask(mask, H))
+    N, L, shapes = _layout(q, v, ins, C)
+    bufs = _buffers(shapes, cdt, q.device)
+    O = q.new_empty((B, T, H, d_v))
+    starts = range(0, N, L)
+    Sb = q.new_empty((len(starts) + 1, G, d_v, d_k), dtype=cdt)  # block-start states; Sb[-1] final
+    if S0 is None:
+        Sb[0].zero_()
+    else:
+        Sb[0].copy_(S0.reshape(G, d_v, d_k))
+    S = q.new_empty((L + 1, G, d_v, d_k), dtype=cdt)  # chunk-start states of one block
+    marks = torch.zeros((N, G, C), dtype=torch.bool, device=q.device)
+    carry = torch.zeros(G, dtype=torch.bool, device=q.device)
+    Ob = torch.empty((L, G, C, d_v), dtype=cdt, device=q.device)
+    for b, n0 in enumerate(starts):
+        n1 = min(N, n0 + L)
+        x = _Block(bufs, ins, n0, n1, C, G)
+        _, Uv, Wk = x.wy()
+        Sl = S[: n1 - n0 + 1]
+        Sl[0] = Sb[b]
+        U = _states(Uv, Wk, x.k, Sl)
+        Sb[b + 1] = Sl[-1]
+        o = Ob[: n1 - n0]
+        torch.matmul(x.q, Sl[:-1].transpose(-1, -2), out=o)
+        o.view(-1, C, d_v).baddbmm_(_tril_qk(x.q, x.k, 0).view(-1, C, C), U.reshape(-1, C, d_v))
+        m = marks[n0:n1]
+        m.copy_(_marks(x.bad, carry))
+        carry = m[-1, :, -1].clone()
+        # One row factor: the read gate, and NaN from a sequence's first non-finite write on.
+        f = torch.ones_like(m, dtype=cdt) if x.r is None else x.r.clone()
+        o.mul_(f.masked_fill_(m, float("nan")).unsqueeze(-1))
+        _scatter(o.view(n1 - n0, B, H, C, d_v), O, n0, n1, C)
+    S_T = torch.where(carry.view(G, 1, 1), float("nan"), Sb[-1]).to(q.dtype)
+    ctx.save_for_backward(q, k, v, w, e, r, S0, mask, Sb, marks)
+    ctx.C, ctx.device = C, q.device
+    return O, S_T.view(B, H, d_v, d_k)
+
+
+def _backward(ctx, dO, dS_last):
+    q, k, v, w, e, r, S0, mask, Sb, marks = ctx.saved_tensors
+    C = ctx.C
+    B, _, H, d_k = q.shape
+    d_v, G = v.shape[-1], B * H
+    cdt = compute_dtype(q.dtype)
+    ins = (q, k, v, w, e, r, _expand_mask(mask, H))
+    N, L, shapes = _layout(q, v, ins, C)
+    need = ctx.needs_input_grad
+    if dO is not None:
+        shapes["dO"] = (L, B, H, C, d_v)
+    bufs = _buffers(shapes, cdt, q.device)
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    dw = None if w is None else torch.empty_like(w)
+    de = None if e is None else torch.empty_like(e)
+    dr = None if r is None else torch.empty_like(r)
+    dS = torch.zeros((G, d_v, d_k), dtype=cdt, device=q.device)
+    if dS_last is not None:
+        dS.copy_(dS_last.reshape(G, d_v, d_k))
+    poisoned = marks[-1, :, -1]  # [G]: the sequence holds a non-finite write somewhere
+    dS.masked_fill_(poisoned.view(G, 1, 1), float("nan"))
+    S = q.new_empty((L + 1, G, d_v, d_k), dtype=cdt)
+    starts = list(range(0, N, L))
+    for b in reversed(range(len(starts))):
+        n0 = starts[b]
+        n1 = min(N, n0 + L)
+        nl = n1 - n0
+        x = _Block(bufs, ins, n0, n1, C, G)
+        Ainv, Uv, Wk = x.wy()
+        Sl = S[: nl + 1]
+        Sl[0] = Sb[b]
+        U = _states(Uv, Wk, x.k, Sl)  # recompute the block's chunk states from its first
+        S_start = Sl[:-1]
         if dO is None:
-            dO = q.new_zeros(q.shape[:-1] + (d_v,))
-        P = _tril_qk(q, k, 0)
-        U = (
-            Uv
-            if Wk is None
-            else torch.baddbmm(
-                Uv.flatten(0, 1),
-                Wk.flatten(0, 1),
-                S_start.flatten(0, 1).transpose(-1, -2),
-                beta=1,
-                alpha=-1,
-            ).view_as(Uv)
-        )
-        if r is None:
-            dr, dOh = None, dO
+            dOb = torch.zeros((nl, G, C, d_v), dtype=cdt, device=q.device)
         else:
-            O_hat = q @ S_start.transpose(-1, -2) + P @ U  # output before the read gate
-            dr = (dO * O_hat).sum(-1)
-            dOh = dO * r.unsqueeze(-1)
-        dU = P.transpose(-1, -2) @ dOh  # output part of dU; the state part is added in the loop
-        Hq = dOh.transpose(-1, -2) @ q  # output part of dS per chunk, [N, G, d_v, d_k]
-        dSp = q.new_empty((N, G) + Sn.shape[2:])  # gradient w.r.t. the state after chunk n
-        dS = q.new_zeros(Sn.shape[1:]) if dS_last is None else dS_last.contiguous()
-        for n in range(N - 1, -1, -1):
-            dSp[n] = dS
-            dU[n].baddbmm_(k[n], dS.transpose(-1, -2))
-            dS = dS + Hq[n]
-            if Wk is not None:
-                dS.baddbmm_(dU[n].transpose(-1, -2), Wk[n], alpha=-1)
+            dOb = _gather(dO, bufs["dO"], n0, n1, C).reshape(nl, G, C, d_v)
+        P = _tril_qk(x.q, x.k, 0)
+        if x.r is None:
+            drb, dOh = None, dOb
+        else:
+            O_hat = x.q @ S_start.transpose(-1, -2) + P @ U  # output before the read gate
+            drb = (dOb * O_hat).sum(-1)
+            dOh = dOb * x.r.unsqueeze(-1)
+        dU = P.transpose(-1, -2) @ dOh  # output part of dU; the state part is added below
+        Hq = dOh.transpose(-1, -2) @ x.q  # output part of dS per chunk, [L, G, d_v, d_k]
+        dSp = torch.empty_like(S_start)  # gradient w.r.t. the state after chunk j
+        if Wk is None:  # dS before chunk j = dS after the block + the Hq of the later chunks
+            dSp[-1] = dS
+            if nl > 1:
+                torch.add(Hq[1:].flip(0).cumsum(0).flip(0), dS, out=dSp[:-1])
+            dS = dSp[0] + Hq[0]
+            dU.view(-1, C, d_v).baddbmm_(x.k.flatten(0, 1), dSp.flatten(0, 1).transpose(-1, -2))
+        else:
+            for j in range(nl - 1, -1, -1):
+                dSp[j] = dS
+                dU[j].baddbmm_(x.k[j], dS.transpose(-1, -2))
+                dS = dS + Hq[j]
+                dS.baddbmm_(dU[j].transpose(-1, -2), Wk[j], alpha=-1)
         dP = (dOh @ U.transpose(-1, -2)).tril_()
-        dq = dOh @ S_start + dP @ k
-        dk = U @ dSp + dP.transpose(-1, -2) @ q
+        dqn = dOh @ S_start + dP @ x.k
+        dkn = U @ dSp + dP.transpose(-1, -2) @ x.q
         if Wk is None:
-            dvw = dU
-            de = None
+            dvw, deb = dU, None
         else:
             # X = A^{-1} B  =>  dB = A^{-T} dX,  dA = -dB X^T (strictly lower part only).
             dB = Ainv.transpose(-1, -2) @ torch.cat([dU, -(dU @ S_start)], dim=-1)
             dvw, dBk = dB[..., :d_v], dB[..., d_v:]
             dA = -(dvw @ Uv.transpose(-1, -2) + dBk @ Wk.transpose(-1, -2)).tril_(-1)
-            L = _tril_qk(k, k, -1)
-            de = (dBk * k).sum(-1) + (dA * L).sum(-1)
-            dL = dA.mul_(e.unsqueeze(-1))
-            dk = dk + e.unsqueeze(-1) * dBk + dL @ k + dL.transpose(-1, -2) @ k
-        if w is None:
-            dw, dv = None, dvw
+            deb = (dBk * x.k).sum(-1) + (dA * _tril_qk(x.k, x.k, -1)).sum(-1)
+            dL = dA.mul_(x.e.unsqueeze(-1))
+            dkn = dkn + x.e.unsqueeze(-1) * dBk + dL @ x.k + dL.transpose(-1, -2) @ x.k
+        if x.w is None:
+            dwb, dvb = None, dvw
         else:
-            dw = (dvw * v).sum(-1)
-            dv = dvw * w.unsqueeze(-1)
-        return dq, dk, dv, dw, de, dr, dS
+            dwb = (dvw * x.v).sum(-1)
+            dvb = dvw * x.w.unsqueeze(-1)
+        # Back through mu(.): dx = (du - big u (u . du)) * g. Zeroed rows (padding, non-finite
+        # writes) have g = 0 and, with zero keys, zero dU, so their inputs get no gradient. In a
+        # marked sequence dS is NaN, which reaches dk, dv, dw, de everywhere; dq and dr are
+        # marked from the first non-finite write on, as the recurrence would give.
+        m = marks[n0:n1]
+        gq = x.gq.masked_fill_(m.unsqueeze(-1), float("nan"))
+        dqb = (dqn - x.bq * x.q * (x.q * dqn).sum(-1, keepdim=True)).mul_(gq)
+        dkb = (dkn - x.bk * x.k * (x.k * dkn).sum(-1, keepdim=True)).mul_(x.gk)
+        if drb is not None:
+            drb.masked_fill_(m, float("nan"))
+        for src, dst in ((dqb, dq), (dkb, dk), (dvb, dv), (dwb, dw), (deb, de), (drb, dr)):
+            if dst is not None:
+                _scatter(src.view(nl, B, H, C, *src.shape[3:]), dst, n0, n1, C)
+    dS0 = dS.view(B, H, d_v, d_k).to(q.dtype) if S0 is not None and need[6] else None
+    return dq, dk, dv, dw, de, dr, dS0, None, None
 
 
-def _to_chunks(x: Tensor, T_pad: int, C: int) -> Tensor:
-    """`[B, T, H, *]` -> chunk-major `[N, B*H, C, *]`, zero-padded at the end to ``T_pad = N * C``."""
-    B, T, H = x.shape[:3]
-    rest = x.shape[3:]
-    if T_pad != T:
-        x = torch.cat([x, x.new_zeros((B, T_pad - T, H) + rest)], dim=1)
-    x = x.reshape((B, T_pad // C, C, H) + rest)
-    perm = (1, 0, 3, 2) + tuple(range(4, x.dim()))
-    return x.permute(perm).reshape((T_pad // C, B * H, C) + rest)
+def _backward_differentiable(ctx, dO, dS_last):
+    """Double backward: gradients of the recurrent form (same function), keeping the graph."""
+    from .attention import recurrent_causal_nam_attention
+
+    q, k, v, w, e, r, S0, mask, _, _ = ctx.saved_tensors
+    cdt = compute_dtype(q.dtype)
+    args = [None if x is None else x.to(cdt) for x in (q, k, v, w, e, r, S0)]
+    O, S_T = recurrent_causal_nam_attention(
+        *args[:6], initial_state=args[6], output_final_state=True, key_padding_mask=mask
+    )
+    inputs = (q, k, v, w, e, r, S0)
+    wanted = [i for i, x in enumerate(inputs) if x is not None and ctx.needs_input_grad[i]]
+    outs, cots = [], []
+    for out, cot in ((O, dO), (S_T, dS_last)):
+        if cot is not None:
+            outs.append(out)
+            cots.append(cot.to(cdt))
+    grads = torch.autograd.grad(
+        outs, [inputs[i] for i in wanted], cots, allow_unused=True, create_graph=True
+    )
+    res: list = [None] * 9
+    for i, g in zip(wanted, grads, strict=True):
+        res[i] = torch.zeros_like(inputs[i]) if g is None else g.to(inputs[i].dtype)
+    return tuple(res)
 
 
 def chunk_causal_nam_attention(
@@ -195,6 +468,7 @@ def chunk_causal_nam_attention(
 
     ``M_t = M_{t-1} + p_w v_t k_t^T - p_e (M_{t-1} k_t) k_t^T`` and ``out_t = p_r M_t q_t`` with
     ``q_t, k_t`` unit-normalised inside; the same numbers as :func:`naive_causal_nam_attention`.
+    bfloat16/float16 inputs are accumulated in float32 and returned in their own dtype.
 
     Args:
         q: `[B, T, H, d_k]`; k: `[B, T, H, d_k]`; v: `[B, T, H, d_v]`; any ``T >= 1``.
@@ -203,45 +477,18 @@ def chunk_causal_nam_attention(
         initial_state: `[B, H, d_v, d_k]` memory carried from a previous segment (None = zeros).
         output_final_state: also return the memory after the last token.
         key_padding_mask: `[B, T]` bool, True = padding: a padded step leaves the memory unchanged
-            and outputs zeros.
+            and outputs zeros, whatever values the padded positions hold.
         chunk_size: tokens per chunk ``C`` (positive int); 64 is a good CPU default for d = 64.
     Returns:
         ``(out [B, T, H, d_v], final_state [B, H, d_v, d_k] or None)``.
     """
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
-    x = prepare(q, k, v, p_w, p_e, p_r, initial_state, key_padding_mask)
-    if x.q.dtype not in (torch.float32, torch.float64):
-        raise TypeError(
-            f"q: the chunk form needs float32 or float64, got {x.q.dtype}; "
-            "use recurrent_causal_nam_attention for other dtypes"
-        )
-    w = fold_padding(x.p_w, x.keep, x.q)
-    e = fold_padding(x.p_e, x.keep, x.q, absent=0.0)
-    r = fold_padding(x.p_r, x.keep, x.q)
-    C = min(chunk_size, x.T)
-    T_pad = -(-x.T // C) * C
-    S0 = x.state if x.state is not None else x.q.new_zeros(x.B, x.H, x.d_v, x.d_k)
-
-    def chunks(t: Tensor | None) -> Tensor | None:
-        return None if t is None else _to_chunks(t, T_pad, C)
-
-    # Padded tail tokens have zero q, k, v (and gates), so they change nothing.
-    O, S = ChunkNAMFunction.apply(
-        chunks(x.q),
-        chunks(x.k),
-        chunks(x.v),
-        chunks(w),
-        chunks(e),
-        chunks(r),
-        S0.reshape(x.B * x.H, x.d_v, x.d_k),
-    )
-    # [N, B*H, C, d_v] -> [B, T, H, d_v]
-    out = (
-        O.view(T_pad // C, x.B, x.H, C, x.d_v)
-        .permute(1, 0, 3, 2, 4)
-        .reshape(x.B, T_pad, x.H, x.d_v)
-    )
-    # Padded tokens output 0: with padding, ``r`` is always present and 0 there.
-    S = S.view(x.B, x.H, x.d_v, x.d_k)
-    return out[:, : x.T], (S if output_final_state else None)
+    B, T, H, d_k, d_v = check_qkv(q, k, v)
+    mask = check_padding_mask(key_padding_mask, B, T)
+    p_w = check_gate("p_w", p_w, B, T, H, q, mask)
+    p_e = check_gate("p_e", p_e, B, T, H, q, mask)
+    p_r = check_gate("p_r", p_r, B, T, H, q, mask)
+    state = check_state("initial_state", initial_state, B, H, d_v, d_k, q)
+    out, S = ChunkNAMFunction.apply(q, k, v, p_w, p_e, p_r, state, mask, min(chunk_size, T))
+    return out, (S if output_final_state else None)

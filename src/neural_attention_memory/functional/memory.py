@@ -16,18 +16,33 @@ __all__ = ["nam_read", "nam_write", "unit_norm"]
 
 
 def unit_norm(x: Tensor, eps: float = 1e-6, dim: int = -1) -> Tensor:
-    """mu(x) = x / ||x|| along ``dim``; the zero vector maps to zero (norm clamped at ``eps``).
+    """mu(x) = x / max(||x||, eps) along ``dim``: unit length wherever ``||x|| >= eps``, the zero
+    vector maps to zero.
+
+    Exact for any finite input: ``x`` is first divided by its largest magnitude (a per-vector
+    scale the result does not depend on), so ``||x||`` can neither overflow (entries near the
+    dtype's max) nor underflow (tiny entries) before the division.
 
     Args:
         x: `[..., d]` floating-point tensor.
         eps: lower bound on the norm; must be > 0.
     Returns:
-        `[..., d]`, unit length wherever ``||x|| >= eps``.
+        `[..., d]`, same dtype as ``x``.
     """
     check_float_tensor("x", x, min_rank=1)
     if not eps > 0:
         raise ValueError(f"eps: expected a positive float, got {eps}")
-    return x / torch.linalg.vector_norm(x, dim=dim, keepdim=True).clamp_min(eps)
+    return _unit_norm(x, eps, dim)
+
+
+def _unit_norm(x: Tensor, eps: float, dim: int = -1) -> Tensor:
+    # The result is invariant to the scale, so detaching it keeps every gradient exact.
+    scale = x.detach().abs().amax(dim, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    y = x / scale  # largest entry +-1, so 1 <= ||y|| <= sqrt(d) unless x == 0
+    n = torch.linalg.vector_norm(y, dim=dim, keepdim=True)
+    # ||x|| = scale * n; below eps the paper's guard divides by eps instead. The clamp only
+    # keeps the unselected branch finite for x == 0 (n >= 1 otherwise).
+    return torch.where(scale * n >= eps, y / n.clamp_min(0.5), x / eps)
 
 
 def _gate(p: Tensor | float, like: Tensor, extra_dims: int) -> Tensor | float:
