@@ -33,7 +33,10 @@ def toy_registry(monkeypatch):
         return report
 
     monkeypatch.setattr(registry, "_TASKS", {"toy": spec})
-    monkeypatch.setattr(registry, "_REPRODUCERS", {"toyfamily": reproduce})
+    info = registry.FamilyInfo(
+        "toyfamily", reproduce, "a toy family", {"mlp": "an MLP"}, {"quick": "", "paper": ""}
+    )
+    monkeypatch.setattr(registry, "_REPRODUCERS", {"toyfamily": info})
     monkeypatch.setattr(registry, "_loaded", True)
     return calls
 
@@ -143,7 +146,13 @@ def test_default_run_dir_under_runs_root(toy_registry, tmp_path):
         (["eval", "somewhere", "--digits"], "--digits needs a value"),
         (["eval", "somewhere", "17-22"], "expected --NAME VALUE task options, got '17-22'"),
         (["reproduce", "nope"], "unknown experiment 'nope'; valid choices: toyfamily"),
-        (["reproduce", "toyfamily", "--preset", "huge"], "valid choices: paper, quick"),
+        (["reproduce", "toyfamily", "--preset", "huge"], "valid choices: quick, paper"),
+        (
+            ["reproduce", "toyfamily", "--seed", "1"],
+            "--set/--seed: the toyfamily family takes no config overrides",
+        ),
+        (["train", "toy", "--set", "optim.lr=abc"], "optim.lr: expected a float > 0, got 'abc'"),
+        (["list", "things"], "what: expected one of tasks, models, presets, datasets"),
     ],
 )
 def test_bad_input_exits_2_with_choices(toy_registry, tmp_path, args, message):

@@ -1,8 +1,18 @@
-"""The ``nam`` command line: parses arguments, then calls training / experiments / bench."""
+"""The ``nam`` command line: parses arguments, then calls training / experiments / bench.
+
+Every user error (unknown name, bad ``--set`` value, missing data, a run folder in use, a
+read-only or full disk) is one line on stderr and exit code 2, raised before anything is written.
+``nam reproduce <family>`` is a group whose sub-commands are built from the experiment registry,
+so each family's ``--help`` lists its own tasks, models, presets and options.
+"""
 
 from __future__ import annotations
 
+import errno
+import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -15,9 +25,25 @@ app = typer.Typer(
 )
 
 
-def _fail(err: Exception) -> None:
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+def _fail(err: Exception | str) -> None:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+# OS errors that are the user's environment, not a bug: reported in one line, exit 2.
+_USER_OS_ERRORS = {errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def _user_error(err: BaseException) -> bool:
+    """Whether ``err`` is the user's to fix (bad value, missing file, disk) rather than a bug."""
+    from .training import ConfigError
+
+    if isinstance(err, (ConfigError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return True
+    if isinstance(err, OSError) and err.errno in _USER_OS_ERRORS:
+        return True
+    return type(err).__name__ in ("MissingDataError", "RunLockedError")
 
 
 @app.command()
@@ -96,11 +122,15 @@ def train(
     seed: int = typer.Option(None, "--seed", help="Set the seed."),
     progress: bool = typer.Option(None, "--progress/--no-progress", help="Show a progress bar."),
     threads: int = typer.Option(None, "--threads", min=1, help="torch.set_num_threads."),
+    print_config: bool = typer.Option(
+        False, "--print-config", help="Print the resolved config (YAML) and exit; trains nothing."
+    ),
 ) -> None:
     """Train a model on a task; writes a run folder and prints the results table."""
     from .experiments.registry import get_task, list_tasks
     from .experiments.report import results_table
-    from .training import ConfigError, apply_overrides, fit, read_config, resolve_config
+    from .training import apply_overrides, fit, read_config, resolve_config
+    from .training.config import check_run_config
 
     extra = list(overrides)
     if max_epochs is not None:
@@ -127,7 +157,7 @@ def train(
                     f"--model: {resume} holds a run of model {cfg['model']['name']!r}, not {model!r}"
                 )
             spec = get_task(cfg["task"])
-            cfg = apply_overrides(cfg, extra)
+            cfg = check_run_config(spec, apply_overrides(cfg, extra), cfg)
             target = Path(resume)
         else:
             if task is None:
@@ -141,6 +171,13 @@ def train(
             target = run_dir or _default_run_dir(runs_root, spec.name, cfg["model"]["name"], preset)
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
+    if print_config:
+        import yaml
+
+        from .training.rundir import to_jsonable
+
+        typer.echo(yaml.safe_dump(to_jsonable(cfg), sort_keys=False).rstrip())
+        return
     if threads is not None:
         import torch
 
@@ -148,7 +185,9 @@ def train(
     typer.echo(f"run directory: {target}")
     try:
         res = fit(spec, cfg, target, resume=resume is not None)
-    except ConfigError as err:
+    except Exception as err:
+        if not _user_error(err):
+            raise
         _fail(err)
     typer.echo("")
     typer.echo(results_table([res]))
@@ -251,37 +290,196 @@ def plot(
     typer.echo(f"plot: {path}")
 
 
-@app.command()
-def reproduce(
-    family: str = typer.Argument(..., help="Experiment family, e.g. generalization, lra, fewshot."),
-    preset: str = typer.Option("quick", "--preset", "-p", help="quick or paper."),
-    out: Path = typer.Option(
-        None, "--out", help="Output folder (default nam_runs/<family>-<preset>)."
+@app.command("list")
+def list_(
+    what: str = typer.Argument(
+        "all", help="tasks, models, presets, datasets, families or all (default)."
     ),
 ) -> None:
-    """Train every run of a paper experiment and write its report (re-run to resume)."""
-    from .experiments.registry import get_reproducer, get_task, list_tasks
+    """List the tasks, models, presets, data sets and experiment families, one line each."""
+    from .experiments.registry import get_family, get_task, list_reproducers, list_tasks
+
+    kinds = ("tasks", "models", "presets", "datasets", "families")
+    if what not in (*kinds, "all"):
+        _fail(f"what: expected one of {', '.join(kinds)}, all; got {what!r}")
+    families = [get_family(f) for f in list_reproducers()]
+    blocks: list[tuple[str, list[tuple[str, str]]]] = []
+    if what in ("families", "all"):
+        blocks.append(
+            ("families (nam reproduce FAMILY)", [(f.name, f.description) for f in families])
+        )
+    if what in ("tasks", "all"):
+        rows = [(t, get_task(t).description) for t in list_tasks()]
+        blocks.append(("tasks (nam train TASK)", rows))
+    for kind in ("models", "presets", "datasets"):
+        if what not in (kind, "all"):
+            continue
+        rows = []
+        for f in families:
+            for name, text in getattr(f, kind).items():
+                rows.append((name, f"[{f.name}] {text}".rstrip()))
+        blocks.append((kind, rows))
+    for i, (title, rows) in enumerate(blocks):
+        if i:
+            typer.echo("")
+        typer.echo(f"{title}:")
+        width = max((len(n) for n, _ in rows), default=0)
+        for name, text in rows:
+            typer.echo(f"  {name.ljust(width)}  {text}".rstrip())
+
+
+# --------------------------------------------------------------------------- nam reproduce
+def _names(values: Sequence[str]) -> list[str] | None:
+    """``("fib,scan", "reduce")`` -> ``["fib", "scan", "reduce"]``; nothing given -> ``None``."""
+    out = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return out or None
+
+
+def _call_reproducer(fn: Callable[..., Any], family: str, options: dict[str, Any]) -> Any:
+    """Call ``fn`` with the options it accepts; an option it does not take is a user error."""
     from .training import ConfigError
 
+    params = inspect.signature(fn).parameters
+    kwargs: dict[str, Any] = {"preset": options["preset"], "out_dir": options["out_dir"]}
+    overrides = list(options["overrides"])
+    for name in ("tasks", "models", "seed", "data_root", "shots", "datasets"):
+        value = options.get(name)
+        if value is None:
+            continue
+        if name in params:
+            kwargs[name] = value
+        elif name == "models" and "heads" in params:  # the few-shot family calls its models heads
+            kwargs["heads"] = tuple(value)
+        elif name == "seed":
+            overrides.append(f"seed={value}")
+        else:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag}: the {family} family does not take this option")
+    if "overrides" in params:
+        kwargs["overrides"] = tuple(overrides)
+    elif overrides:
+        raise ConfigError(f"--set/--seed: the {family} family takes no config overrides")
+    return fn(**kwargs)
+
+
+def _family_help(info: Any) -> str:
+    """``nam reproduce FAMILY --help``: the family's options, tasks, models, presets, data sets."""
+    from .experiments.registry import get_task, list_tasks
+
+    params = inspect.signature(info.reproduce).parameters
+    opts = [
+        ("-p, --preset NAME", "preset (default quick): " + ", ".join(info.presets)),
+        ("-t, --tasks A,B", "tasks (default: the preset's grid)"),
+        ("-m, --models A,B", "models (default: the preset's grid)"),
+        ("-s, --set KEY=VALUE", "config override for every run (repeatable)"),
+        ("--seed N", "seed of every run"),
+        ("--out DIR", f"output folder (default nam_runs/{info.name}-<preset>); re-run to resume"),
+    ]
+    if "data_root" in params:
+        opts.append(("--data-root DIR", "folder of the user-provided data sets"))
+    if "shots" in params:
+        opts.append(("--shots K,K", "K of the K-shot settings, e.g. 1,5"))
+    if "datasets" in params:
+        opts.append(("--datasets A,B", "data sets: " + ", ".join(info.datasets)))
+
+    def block(title: str, rows: Sequence[tuple[str, str]]) -> list[str]:
+        width = max((len(n) for n, _ in rows), default=0)
+        return ["", f"{title}:", *(f"  {n.ljust(width)}  {t}".rstrip() for n, t in rows)]
+
+    lines = [
+        f"Usage: nam reproduce {info.name} [OPTIONS]",
+        "",
+        f"  {info.description}.",
+        "  Trains the grid (finished runs are skipped, interrupted ones resume) and writes",
+        "  <out>/report.md with the paper's numbers beside ours.",
+    ]
+    lines += block("Options", opts)
+    lines += block("Tasks", [(t, get_task(t).description) for t in list_tasks(info.name)])
+    lines += block("Models", list(info.models.items()))
+    lines += block("Presets", list(info.presets.items()))
+    if info.datasets:
+        lines += block("Data sets", list(info.datasets.items()))
+    return "\n".join(lines)
+
+
+@app.command(context_settings={"help_option_names": []})
+def reproduce(
+    ctx: typer.Context,
+    family: str = typer.Argument(None, help="Experiment family (nam list families)."),
+    preset: str = typer.Option("quick", "--preset", "-p", help="Preset of the family."),
+    tasks: list[str] = typer.Option([], "--tasks", "-t", help="Tasks, comma-separated."),
+    models: list[str] = typer.Option([], "--models", "-m", help="Models, comma-separated."),
+    overrides: list[str] = typer.Option(
+        [], "--set", "-s", help="Config override KEY=VALUE for every run (repeatable)."
+    ),
+    seed: str = typer.Option(None, "--seed", help="Seed of every run."),
+    data_root: Path = typer.Option(None, "--data-root", help="Folder of user-provided data."),
+    shots: list[str] = typer.Option([], "--shots", help="Few-shot: K of the K-shot settings."),
+    datasets: list[str] = typer.Option([], "--datasets", help="Few-shot: data sets."),
+    out: Path = typer.Option(None, "--out", help="Output folder (default nam_runs/FAMILY-PRESET)."),
+    show_help: bool = typer.Option(
+        False, "--help", "-h", help="Show this help, or the family's with a FAMILY."
+    ),
+) -> None:
+    """Train every run of a paper experiment and write its report (re-run to resume).
+
+    `nam reproduce FAMILY --help` lists the family's tasks, models, presets and options.
+    """
+    from .experiments.registry import get_family, list_reproducers
+    from .training import ConfigError, check_names
+
+    if family is None:
+        typer.echo(ctx.get_help())
+        typer.echo("\nFamilies: " + ", ".join(list_reproducers()))
+        raise typer.Exit(code=0 if show_help else 2)
     try:
-        fn = get_reproducer(family)
-        presets = sorted({p for t in list_tasks(family) for p in get_task(t).presets})
-        if presets and preset not in presets:
-            raise ConfigError(
-                f"preset: unknown preset {preset!r} for {family}; valid choices: {', '.join(presets)}"
-            )
+        info = get_family(family)
     except ValueError as err:
         _fail(err)
-    out_dir = out or Path("nam_runs") / f"{family}-{preset}"
+    if show_help:
+        typer.echo(_family_help(info))
+        return
     try:
-        report = fn(preset=preset, out_dir=out_dir)
-    except ConfigError as err:
+        check_names("--preset", [preset], list(info.presets) or [preset])
+        if seed is not None and not seed.isdigit():
+            raise ConfigError(f"--seed: expected an integer >= 0, got {seed!r}")
+        shot_list = _names(shots)
+        if shot_list and not all(k.isdigit() and int(k) >= 1 for k in shot_list):
+            raise ConfigError(f"--shots: expected integers >= 1, got {','.join(shot_list)!r}")
+        options = {
+            "preset": preset,
+            "out_dir": out or Path("nam_runs") / f"{family}-{preset}",
+            "tasks": _names(tasks),
+            "models": _names(models),
+            "overrides": overrides,
+            "seed": None if seed is None else int(seed),
+            "data_root": data_root,
+            "shots": tuple(int(k) for k in shot_list) if shot_list else None,
+            "datasets": tuple(_names(datasets) or ()) or None,
+        }
+        report = _call_reproducer(info.reproduce, family, options)
+    except Exception as err:
+        if not _user_error(err):
+            raise
         _fail(err)
     typer.echo(f"report: {report}")
 
 
-def main() -> None:
-    app()
+def main(args: Sequence[str] | None = None) -> None:
+    """``nam``: usage errors (unknown option, bad option value) are one line on stderr, exit 2."""
+    import sys
+
+    cmd = typer.main.get_command(app)
+    try:
+        code = cmd.main(args=args, prog_name="nam", standalone_mode=False)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as err:
+        if not hasattr(err, "format_message"):  # not a usage error: a bug, show the traceback
+            raise
+        typer.secho(f"error: {err.format_message()}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

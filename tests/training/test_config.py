@@ -12,6 +12,7 @@ from nam_toy_task import make_spec
 
 from neural_attention_memory.training import (
     ENGINE_DEFAULTS,
+    ConfigError,
     apply_overrides,
     parse_override,
     resolve_config,
@@ -58,7 +59,6 @@ def test_overrides_parse_yaml_values(spec):
             "trainer.progress_bar=true",
             "model.hidden=8",
             "+data.extra=[1, 2]",
-            "+new.section.key=abc",
         ],
     )
     assert cfg["optim"]["lr"] == pytest.approx(1e-3) and isinstance(cfg["optim"]["lr"], float)
@@ -67,7 +67,10 @@ def test_overrides_parse_yaml_values(spec):
     assert cfg["trainer"]["progress_bar"] is True
     assert cfg["model"]["hidden"] == 8
     assert cfg["data"]["extra"] == [1, 2]
-    assert cfg["new"]["section"]["key"] == "abc"
+    # Open sections (model, data) take new keys; the top level and the engine's do not.
+    for bad in ("+new.section.key=abc", "+optim.momentum=0.9"):
+        with pytest.raises(ConfigError, match="unknown key; valid keys under"):
+            resolve_config(spec, "quick", [bad])
 
 
 def test_unknown_override_key_lists_valid_keys(spec):

@@ -156,9 +156,13 @@ def test_bad_selection_metric_and_config(spec, tmp_path):
     wrong.selection_metric = "val/nometric"
     with pytest.raises(ValueError, match="logged metrics"):
         fit(wrong, resolve_config(wrong, "quick", []), tmp_path / "w2")
-    cfg = resolve_config(spec, "quick", ["trainer.max_epochs=0"])
-    with pytest.raises(ValueError, match="trainer.max_epochs"):
-        fit(spec, cfg, tmp_path / "z")
+    with pytest.raises(ValueError, match="trainer.max_epochs: expected an integer >= 1, got 0"):
+        resolve_config(spec, "quick", ["trainer.max_epochs=0"])
+    cfg = resolve_config(spec, "quick", [])
+    bad = {**cfg, "trainer": {**cfg["trainer"], "max_epochs": 0}}  # fit checks plain dicts too
+    with pytest.raises(ValueError, match="trainer.max_epochs: expected an integer >= 1, got 0"):
+        fit(spec, bad, tmp_path / "z")
+    assert not (tmp_path / "z").exists()
     with pytest.raises(TypeError, match="spec"):
         fit("toy", cfg, tmp_path / "z")
 

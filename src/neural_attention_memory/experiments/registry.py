@@ -7,12 +7,15 @@ the family modules lazily so ``import neural_attention_memory`` stays light.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..training.spec import TaskSpec
 
 __all__ = [
+    "FamilyInfo",
+    "get_family",
     "get_reproducer",
     "get_task",
     "list_reproducers",
@@ -30,7 +33,32 @@ FAMILY_MODULES: tuple[str, ...] = (
 )
 
 _TASKS: dict[str, TaskSpec] = {}
-_REPRODUCERS: dict[str, Callable[..., Any]] = {}
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """A reproducible family as ``nam reproduce`` and ``nam list`` show it.
+
+    Attributes:
+        name: ``nam reproduce <name>``.
+        reproduce: ``fn(preset, out_dir, *, tasks=..., models=..., overrides=..., seed=...,
+            data_root=..., ...) -> Path`` (the report written); the CLI passes only the
+            options ``fn`` accepts.
+        description: one line.
+        models: model name -> one-line description.
+        presets: preset name -> one-line description.
+        datasets: data set name -> one line (generated, or where the user's files go).
+    """
+
+    name: str
+    reproduce: Callable[..., Any]
+    description: str = ""
+    models: Mapping[str, str] = field(default_factory=dict)
+    presets: Mapping[str, str] = field(default_factory=dict)
+    datasets: Mapping[str, str] = field(default_factory=dict)
+
+
+_REPRODUCERS: dict[str, FamilyInfo] = {}
 _loaded = False
 
 
@@ -67,9 +95,19 @@ def get_task(name: str) -> TaskSpec:
     return _TASKS[name]
 
 
-def register_reproducer(family: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn(preset: str, out_dir: pathlib.Path, **options) -> pathlib.Path`` (the report written)."""
-    _REPRODUCERS[family] = fn
+def register_reproducer(
+    family: str,
+    fn: Callable[..., Any],
+    *,
+    description: str = "",
+    models: Mapping[str, str] | None = None,
+    presets: Mapping[str, str] | None = None,
+    datasets: Mapping[str, str] | None = None,
+) -> Callable[..., Any]:
+    """Register ``fn(preset, out_dir, **options) -> pathlib.Path`` (the report written)."""
+    _REPRODUCERS[family] = FamilyInfo(
+        family, fn, description, dict(models or {}), dict(presets or {}), dict(datasets or {})
+    )
     return fn
 
 
@@ -78,10 +116,19 @@ def list_reproducers() -> list[str]:
     return sorted(_REPRODUCERS)
 
 
-def get_reproducer(family: str) -> Callable[..., Any]:
+def get_family(family: str) -> FamilyInfo:
+    """The :class:`FamilyInfo` of ``family``; missing model/preset lists come from its tasks."""
     _load_families()
     if family not in _REPRODUCERS:
         raise ValueError(
             f"family: unknown experiment {family!r}; valid choices: {', '.join(list_reproducers())}"
         )
-    return _REPRODUCERS[family]
+    info = _REPRODUCERS[family]
+    specs = [_TASKS[t] for t in list_tasks(family)]
+    models = dict(info.models) or {m: "" for s in specs for m in s.models}
+    presets = dict(info.presets) or {p: "" for s in specs for p in s.presets}
+    return FamilyInfo(info.name, info.reproduce, info.description, models, presets, info.datasets)
+
+
+def get_reproducer(family: str) -> Callable[..., Any]:
+    return get_family(family).reproduce

@@ -25,6 +25,7 @@ __all__ = [
     "ConfigError",
     "apply_overrides",
     "check_names",
+    "check_run_config",
     "deep_merge",
     "parse_override",
     "resolve_config",
@@ -178,7 +179,8 @@ def resolve_config(
             or the only model when the task has one.
 
     Raises:
-        ValueError: unknown preset, model or override key (the message lists the valid choices).
+        ConfigError: unknown preset, model or override key (the message lists the valid choices),
+            or a value of the wrong type or out of range (checked against ``spec.schema``).
     """
     if not isinstance(spec, TaskSpec):
         raise TypeError(f"spec: expected a TaskSpec, got {type(spec).__name__}")
@@ -208,10 +210,24 @@ def resolve_config(
     cfg.setdefault("model", {})
     cfg["model"]["name"] = model
     cfg["preset"] = preset
+    reference = copy.deepcopy(cfg)
     cfg = apply_overrides(cfg, overrides)
     if cfg["model"].get("name") not in spec.models:
         raise ConfigError(
             f"model.name: unknown model {cfg['model'].get('name')!r} for task {spec.name!r}; "
             f"valid choices: {', '.join(spec.models)}"
         )
-    return cfg
+    return check_run_config(spec, cfg, reference)
+
+
+def check_run_config(
+    spec: TaskSpec, config: Mapping[str, Any], reference: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``config`` checked against ``spec.schema`` (default :class:`~.schema.RunConfig`).
+
+    Types, ranges and keys; ``reference`` (the preset) types the extra keys of open sections.
+    Raises :class:`ConfigError` naming the key, the expected and the given value.
+    """
+    from .schema import RunConfig, check_config
+
+    return check_config(config, spec.schema or RunConfig, reference)

@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .config import ENGINE_DEFAULTS, ConfigError, deep_merge
+from .config import ENGINE_DEFAULTS, ConfigError, check_run_config, deep_merge
 from .module import EpochSeededSampler, TaskModule, derive_seed, seed_all
 from .rundir import (
     CONFIG_FILE,
@@ -141,9 +141,34 @@ def _progress_bar() -> Any:
             loss = pl_module.running_loss() if hasattr(pl_module, "running_loss") else None
             if loss is not None and trainer.training:
                 items["loss"] = f"{loss:.4g}"
+            # The selection split's last metrics stay on the bar (all splits: one line per epoch).
+            spec = getattr(pl_module, "spec", None)
+            split = spec.selection_metric.split("/", 1)[0] if spec is not None else None
+            for name, val in getattr(pl_module, "last_eval", {}).get(split, {}).items():
+                if name not in ("loss", "select"):
+                    items[f"{split}/{name}"] = f"{val:.3g}"
             return items
 
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            super().on_train_epoch_end(trainer, pl_module)
+            # One line per epoch with the validation metrics (the bar itself is redrawn).
+            line = epoch_summary(trainer.current_epoch, trainer.max_epochs, pl_module)
+            if line and trainer.is_global_zero:
+                self.print(line)
+
     return _Bar()
+
+
+def epoch_summary(epoch: int, max_epochs: int | None, module: Any) -> str:
+    """``epoch 2/3  train loss 0.41 | id seq_acc 0.998 tok_acc 1 | ...``: one epoch's line."""
+    parts = [f"epoch {epoch + 1}/{max_epochs}"]
+    loss = module.running_loss() if hasattr(module, "running_loss") else None
+    if loss is not None:
+        parts.append(f"train loss {loss:.4g}")
+    for split, metrics in getattr(module, "last_eval", {}).items():
+        vals = " ".join(f"{k} {v:.3g}" for k, v in metrics.items() if k not in ("loss", "select"))
+        parts.append(f"{split} {vals}" if vals else split)
+    return " | ".join(parts)
 
 
 def _loggers(run_dir: Path) -> list[Any]:
@@ -252,6 +277,7 @@ def fit(
         raise TypeError(f"config: expected a mapping, got {type(config).__name__}")
     config = deep_merge(ENGINE_DEFAULTS, config)
     config["task"] = spec.name
+    config = check_run_config(spec, config)
     if config["model"].get("name") not in spec.models:
         raise ConfigError(
             f"config['model']['name']: expected one of {', '.join(spec.models)}, "
@@ -342,21 +368,22 @@ def fit(
     )
     grad_clip = config["optim"].get("grad_clip")
     limit = tcfg.get("limit_train_batches")
-    trainer = L.Trainer(
-        default_root_dir=run_dir,
-        max_epochs=max_epochs,
-        logger=_loggers(run_dir),
-        callbacks=[ckpt_cb]
-        + ([CPUTimeBudget(tcfg["max_train_cpu_s"])] if tcfg.get("max_train_cpu_s") else [])
-        + ([_progress_bar()] if tcfg.get("progress_bar", True) else []),
-        gradient_clip_val=float(grad_clip) if grad_clip else None,
-        gradient_clip_algorithm="norm",
-        num_sanity_val_steps=0,
-        log_every_n_steps=int(tcfg.get("log_every_n_steps", 50)),
-        enable_model_summary=False,
-        **({"limit_train_batches": limit} if limit is not None else {}),
-        **_trainer_kwargs(tcfg),
-    )
+    with _quiet_lightning_info():  # no "GPU available: ..." banner on every run
+        trainer = L.Trainer(
+            default_root_dir=run_dir,
+            max_epochs=max_epochs,
+            logger=_loggers(run_dir),
+            callbacks=[ckpt_cb]
+            + ([CPUTimeBudget(tcfg["max_train_cpu_s"])] if tcfg.get("max_train_cpu_s") else [])
+            + ([_progress_bar()] if tcfg.get("progress_bar", True) else []),
+            gradient_clip_val=float(grad_clip) if grad_clip else None,
+            gradient_clip_algorithm="norm",
+            num_sanity_val_steps=0,
+            log_every_n_steps=int(tcfg.get("log_every_n_steps", 50)),
+            enable_model_summary=False,
+            **({"limit_train_batches": limit} if limit is not None else {}),
+            **_trainer_kwargs(tcfg),
+        )
     train_dl = _loader(spec, datasets["train"], tcfg, True, seed)
     if isinstance(train_dl.sampler, EpochSeededSampler):
         module.train_sampler = train_dl.sampler
@@ -375,7 +402,8 @@ def fit(
             # Lightning asks for more CPU loader workers; generated data sets do not need them.
             for msg in _QUIET:
                 warnings.filterwarnings("ignore", message=msg)
-            trainer.fit(module, train_dl, val_dls or None, ckpt_path=ckpt_path)
+            with _quiet_lightning_info():  # e.g. "`Trainer.fit` stopped: `max_epochs=3` reached."
+                trainer.fit(module, train_dl, val_dls or None, ckpt_path=ckpt_path)
     except (KeyboardInterrupt, SystemExit):
         write_results(module, "interrupted", "interrupted by the user")
         raise

@@ -64,6 +64,9 @@ class TaskSpec:
             rule for length generalisation is ``"od_easy/seq_acc"``).
         selection_mode: ``"max"`` or ``"min"``.
         description: one line shown by ``nam train --help``-style listings.
+        schema: the family's config schema, a dataclass subclassing
+            :class:`~.schema.RunConfig` (``None``: the engine's sections only, ``model`` and
+            ``data`` open); resolved configs and every preset are checked against it.
         build_eval_dataset: optional ``(config, seed, options) -> Dataset`` building an extra
             evaluation set from task-specific options (e.g. ``{"digits": "17-22"}`` from
             ``nam eval RUN_DIR --digits 17-22``); ``None`` when the task has no such options.
@@ -81,3 +84,4 @@ class TaskSpec:
     selection_mode: str = "max"
     description: str = ""
     build_eval_dataset: Callable[[Mapping[str, Any], int, dict[str, Any]], Dataset] | None = None
+    schema: type | None = None

@@ -26,10 +26,11 @@ from .. import reproducer
 from ..registry import register_reproducer, register_task
 from .curves import CURVE_FILE, length_curve, plot_length_curves
 from .data import build_datasets, build_eval_dataset
-from .models import MODELS, build_model
+from .models import MODEL_DESCRIPTIONS, MODELS, build_model
 from .paper import MODEL_LABELS, PAPER_TABLE2, TASKS
 from .presets import GRIDS, PAPER_GRID, PRESETS, QUICK_EPOCHS, QUICK_GRID
 from .report import write_report
+from .schema import GeneralizationConfig
 from .step import TIE_BREAK, compute
 
 __all__ = [
@@ -79,6 +80,7 @@ def make_spec(task: str) -> TaskSpec:
         collate_fn=alg.collate,
         selection_metric="id/select" if task == "scan" else "od_easy/select",
         selection_mode="max",
+        schema=GeneralizationConfig,
         description=f"length generalisation: {_DESCRIPTIONS[task]}",
         build_eval_dataset=build_eval_dataset,
     )
@@ -132,4 +134,14 @@ def reproduce(
     )
 
 
-register_reproducer("generalization", reproduce)
+register_reproducer(
+    "generalization",
+    reproduce,
+    description=FAMILY.description,
+    models=MODEL_DESCRIPTIONS,
+    presets={n: (f.__doc__ or "").strip().splitlines()[0] for n, f in PRESETS.items()},
+    datasets={
+        "algorithmic": "generated: fib, palin, reduce, dyck4, copy, repeat-copy (seeded)",
+        "scan": "generated from the SCAN grammar, length split (seeded)",
+    },
+)

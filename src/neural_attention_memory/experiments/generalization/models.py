@@ -10,10 +10,25 @@ from torch import nn
 from ...models.baselines import all_model_names, build_tagger
 from ...tasks import algorithmic as alg
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "MODEL_DESCRIPTIONS", "build_model"]
 
 #: Every model a length-generalisation task accepts.
 MODELS: tuple[str, ...] = tuple(all_model_names())
+
+_KNOWN = {
+    "transformer": "BERT-like Transformer encoder with learned positions (TF)",
+    "ut": "Universal Transformer: one shared block applied repeatedly",
+    "lstm": "2-layer LSTM with attention",
+    "dnc": "Differentiable Neural Computer",
+    "stack-rnn": "Stack-RNN (Joulin & Mikolov 2015)",
+    "lsam": "LSAM: LSTM whose cell is a NAM memory per head",
+    "nam-tm": "NAM Turing Machine",
+    "nam-tm-nojump": "NAM-TM without the jump action (ablation)",
+}
+#: Model name -> one line for ``nam list models``.
+MODEL_DESCRIPTIONS: dict[str, str] = {
+    m: _KNOWN.get(m, "NAM-TM variant" if m.startswith("nam-tm") else "") for m in MODELS
+}
 
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:

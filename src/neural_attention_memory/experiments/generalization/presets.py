@@ -44,7 +44,7 @@ def _quick_splits() -> dict[str, dict[str, Any]]:
 
 
 def paper(task: str) -> dict[str, Any]:
-    """The paper's sizes and schedule for ``task``."""
+    """The paper's model sizes and schedule (a GPU job)."""
     data: dict[str, Any]
     if task == "scan":
         data = {"id_count": 1_000, "slots": 48, "max_train_actions": 22}
@@ -66,7 +66,7 @@ def paper(task: str) -> dict[str, Any]:
 
 
 def quick(task: str) -> dict[str, Any]:
-    """CPU-sized models and data for ``task``: a few minutes per run on one thread."""
+    """CPU-sized models and data: a few minutes per run on one thread."""
     data: dict[str, Any]
     if task == "scan":
         data = {

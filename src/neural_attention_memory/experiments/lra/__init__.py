@@ -22,10 +22,11 @@ from ...training.spec import TaskSpec
 from .. import reproducer
 from ..registry import register_reproducer, register_task
 from .data import build_datasets, data_available
-from .models import MODELS, build_model
+from .models import MODEL_DESCRIPTIONS, MODELS, build_model
 from .paper import LRA_ORIGINAL, MODEL_LABELS, PAPER_TABLE1, TASK_LABELS, TASKS
 from .presets import GRIDS, PRESETS
 from .report import add_step_times, write_report
+from .schema import LRAConfig
 from .step import compute
 from .timing import STEP_FILE, step_time_ms
 
@@ -71,6 +72,7 @@ def make_spec(task: str) -> TaskSpec:
         collate_fn=collate_pairs if task == "lra-retrieval" else collate_tokens,
         selection_metric="val/acc",
         selection_mode="max",
+        schema=LRAConfig,
         description=f"Long Range Arena — {_DESCRIPTIONS[task]}",
     )
 
@@ -133,4 +135,17 @@ def reproduce(
     )
 
 
-register_reproducer("lra", reproduce)
+register_reproducer(
+    "lra",
+    reproduce,
+    description=FAMILY.description,
+    models=MODEL_DESCRIPTIONS,
+    presets={n: (f.__doc__ or "").strip().splitlines()[0] for n, f in PRESETS.items()},
+    datasets={
+        "listops": "generated (seeded, cached); or the LRA release under data.release",
+        "pathfinder32": "generated (seeded, cached); or the LRA release under data.release",
+        "imdb": "user files: <data root>/aclImdb/ or <data root>/imdb/{train,test}.tsv",
+        "aan": "user files: <data root>/tsv_data/new_aan_pairs.{train,eval,test}.tsv",
+        "cifar10": "user files: <data root>/cifar-10-batches-py/",
+    },
+)

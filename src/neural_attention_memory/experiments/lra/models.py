@@ -16,13 +16,19 @@ from ...models.transformer import DualEncoderClassifier, SequenceClassifier, Tra
 from ...tasks.lra import BYTE_VOCAB_SIZE, LISTOPS_VOCAB
 from .paper import NUM_CLASSES
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "MODEL_DESCRIPTIONS", "build_model"]
 
 #: Model name -> the encoder's ``attention``.
 MODELS: dict[str, str] = {
     "nam-transformer": "nam",
     "softmax-transformer": "softmax",
     "linear-transformer": "linear",
+}
+#: Model name -> one line for ``nam list models``.
+MODEL_DESCRIPTIONS: dict[str, str] = {
+    "nam-transformer": "Transformer encoder with non-causal NAM attention",
+    "softmax-transformer": "the same encoder with softmax attention",
+    "linear-transformer": "the same encoder with linear attention (elu + 1)",
 }
 
 

@@ -112,12 +112,12 @@ def _preset(task: str, size: str) -> dict[str, Any]:
 
 
 def paper(task: str) -> dict[str, Any]:
-    """The LRA base configuration of ``task``."""
+    """The LRA base configurations (GPU jobs)."""
     return _preset(task, "paper")
 
 
 def quick(task: str) -> dict[str, Any]:
-    """A CPU-sized encoder and data set for ``task``: a few minutes per run on one thread."""
+    """CPU-sized encoders on small sets: a few minutes per run on one thread."""
     return _preset(task, "quick")
 
 
