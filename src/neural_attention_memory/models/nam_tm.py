@@ -1,189 +1,134 @@
-"""NAM-TM, the NAM Turing Machine (PAPER.md §4).
+"""NAM-TM, the NAM Turing Machine (PAPER.md §4), in the two versions the authors released.
 
 A tape of ``L`` cells is a NAM memory whose keys are positions, ``T = sum_i v_i e_i^T`` `[d, L]`.
-Per tape a read head ``H_r`` and a write head ``H_w`` (soft positions `[L]`, one-hot at cell 0 at the
-start) move by a mix of NO-OP / LEFT / RIGHT (circular shift by one cell) / JUMP (a key-tape look-up).
-Per step and tape, in the order of the authors' released code::
+Per tape a read head ``H_r`` and a write head ``H_w`` (soft positions `[L]`, one-hot at cell 0 at
+the start) move by a mix of NO-OP / LEFT / RIGHT (circular shift by one cell) / JUMP. Per step and
+tape, in the order of the authors' code::
 
     h_w, h_r = mu(H_w), mu(H_r)                    # heads are unit keys
     T  <- WR(T, h_w, v, p_w, p_e)                  # value tape, v = W_v x
     r   = RD(T, h_r, p_r)                          # read (after the write)
-    K  <- WR(K, h_w, mu(W_k x), p_w, p_e)          # key tape, written alongside
-    H_jump = RD(K^T, q_jump, 1)                    # K^T is a jump table: key -> position
-    H  <- a_noop H + a_left roll^-1(H) + a_right roll(H) + a_jump H_jump   (each head)
+    key tape, written alongside, then the jump target j:
+      key_tape="position" (2022):  K <- WR(K, h_w, mu(W_k x), p_w, p_e);  j = K^T q    K [d, L]
+      key_tape="key"      (2023):  K <- WR(K, mu(W_k x), H_w, p_w, p_e);  j = K q      K [L, d]
+                                   (the raw write head stored under the key)
+    H  <- a_noop H + a_left roll^-1(H) + a_right roll(H) + a_jump j   (each head)
 
-The controller is a unidirectional LSTM over the input only (it never sees reads), so every gate,
-action, value, key and jump query is computed for all steps before the tape loop. The output is a
-projection of the reads of all tapes.
+The controller runs over the layer input only (it never sees reads), so every gate, action, value,
+key and jump query is computed for all steps before the tape loop; the output is a projection of
+the reads of all tapes.
 
-Fast path (:meth:`NAMTuringMachine.forward`): batch and tapes are folded into one batch dim; the
-value and key tapes are one tensor `[B*N, 2d, L]` so both writes are one mat-vec (``T h_w``) and one
-in-place rank-1 update; head moves are one ``cat`` (circular padding by one cell) and one small
-matmul over the three shift windows; read gates are applied after the loop. The tape loop is an
-``autograd.Function`` (:class:`_TapeScan`) whose backward rebuilds each previous tape from the next
-one, so no per-step tape is stored. :meth:`NAMTuringMachine.forward_reference` is the slow twin: the
-controller stepped token by token, a Python loop over tapes, :func:`nam_write` / :func:`nam_read`
-and ``torch.roll`` line by line, differentiated by autograd.
+The two named models (built by :func:`nam_tm_2022` / :func:`nam_tm_2023`):
+
+* **2022** (the model of the paper's Table 2): bidirectional GRU controller (half the width per
+  direction), gates ``p_r, p_w`` with erase tied to write (``p_e = p_w``: 10 logits per tape),
+  keys stored at positions, two layers, the second starting from the first's value tape
+  (:class:`NAMTMStack`). It cannot step (the controller reads the whole sequence).
+* **2023** (the authors' latest release): unidirectional LSTM controller, separate ``p_r, p_w, p_e``
+  (11 logits per tape), raw write-head positions stored under keys, one layer
+  (:class:`NAMTuringMachine` with its defaults). It steps token by token.
+
+Fast path: :meth:`NAMTuringMachine.forward` (controller and all per-step quantities at once, then
+:func:`._tape_scan.tape_scan`). Slow twin: :meth:`NAMTuringMachine.forward_reference`, the
+controller stepped token by token (or, bidirectional, run on each sequence alone), a Python loop over
+steps and tapes with :func:`nam_write` / :func:`nam_read` / ``torch.roll``, differentiated by
+autograd.
 
 Shapes: ``B`` batch, ``T`` time, ``N`` tapes, ``d`` head (cell) size, ``L`` tape length, ``A``
-actions. Value/key tapes `[B, N, d, L]`, heads `[B, N, 2, L]` (index 0 = read head, 1 = write head).
+actions. Value tapes `[B, N, d, L]`, heads `[B, N, 2, L]` (index 0 = read head, 1 = write head).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from ..functional import nam_read, nam_write, unit_norm
 from ._checks import check_padding_mask
+from ._tape_scan import tape_scan
 
-__all__ = ["ACTIONS", "NAMTMState", "NAMTMStepState", "NAMTuringMachine"]
+__all__ = [
+    "ACTIONS",
+    "NAMTMStack",
+    "NAMTMState",
+    "NAMTuringMachine",
+    "nam_tm_2022",
+    "nam_tm_2023",
+]
 
 ACTIONS: tuple[str, ...] = ("noop", "left", "right", "jump")
-
-NAMTMState = tuple[Tensor, Tensor, Tensor]
-"""``(tape [B, N, d, L], key_tape [B, N, d, L], heads [B, N, 2, L])``."""
-
-NAMTMStepState = tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor]]
-"""``(tape, key_tape, heads, (h, c))``: the tapes, heads and the controller LSTM's state."""
-
-_EPS = 1e-6
+CONTROLLERS: tuple[str, ...] = ("lstm", "bigru")
+KEY_TAPES: tuple[str, ...] = ("position", "key")
 
 
-class _Plan:
-    """Everything that does not depend on the tape, for all steps (`[B, T, N, ...]`)."""
+class NAMTMState(NamedTuple):
+    """State of a NAM-TM layer (batch first).
 
-    __slots__ = ("a", "k", "p_e", "p_r", "p_w", "q", "v")
-
-    def __init__(self, **kw: Tensor | None) -> None:
-        for name in self.__slots__:
-            setattr(self, name, kw.get(name))
-
-
-def _shift_windows(H: Tensor) -> Tensor:
-    """`[BN, 2, L]` -> `[BN, 2, L, 3]`: for cell j the circular window (H[j-1], H[j], H[j+1])."""
-    return torch.cat([H[..., -1:], H, H[..., :1]], dim=-1).unfold(-1, 3, 1)
-
-
-class _TapeScan(torch.autograd.Function):
-    """The per-step tape recurrence of NAM-TM with a hand-written backward.
-
-    Inputs (time-major, batch and tapes folded into ``BN``): written rows ``W [T, BN, D]``
-    (``p_w`` times values, then keys; ``D = d`` or ``2d``), ``-p_e`` `[T, BN, 1]` or None, unit jump
-    queries `[T, BN, 1, d]` or None, head moves (shift weights `[T, BN, 2, 3, 1]` for
-    (RIGHT, NO-OP, LEFT), or NO-OP weights `[T, BN, 2, 1]`), JUMP weights `[T, BN, 2, 1]` or None,
-    tapes `[BN, D, L]` (value rows then key rows), heads `[BN, 2, L]`.
-    Outputs: raw reads `[T, BN, 1, d]` (``p_r`` is applied by the caller), final tapes and heads.
-
-    Forward keeps per step only vectors of size ``L`` or ``D`` (heads, their norms, ``T h_w``, the
-    jump target); backward rebuilds each previous tape exactly from the next one,
-    ``T_{t-1} = T_t - u h_w^T``, so autograd memory does not grow with ``T * D * L``.
+    Fields:
+        tape: `[B, N, d, L]` value tapes.
+        key_tape: `[B, N, d, L]` (``key_tape="position"``: keys at positions) or `[B, N, L, d]`
+            (``"key"``: positions under keys); unchanged zeros without JUMP.
+        heads: `[B, N, 2, L]` (read, write) head positions.
+        h: `[B, dim]` controller LSTM hidden state; `[B, 0]` for a bidirectional controller, which
+            carries nothing from one call to the next.
+        c: `[B, dim]` controller LSTM cell state (`[B, 0]` likewise).
     """
 
-    @staticmethod
-    def forward(ctx, W, NPE, Q, MV, AJ, TT0, H0, d):
-        T, BN, D = W.shape
-        shift = MV.dim() == 5
-        TT = TT0.clone()
-        H = H0
-        R = W.new_empty(T, BN, 1, d)
-        HS = W.new_empty(T, BN, 2, H0.shape[-1])
-        NR = W.new_empty(T, BN, 2, 1)
-        THW = None if NPE is None else W.new_empty(T, BN, 1, D)
-        J = None if Q is None else W.new_empty(T, BN, 1, H0.shape[-1])
-        for t in range(T):
-            HS[t] = H
-            nrm = torch.linalg.vector_norm(H, dim=-1, keepdim=True, out=NR[t])
-            hn = H / nrm.clamp_min(_EPS)
-            hr, hw = hn[:, 0:1], hn[:, 1:2]  # [BN, 1, L] rows
-            # Mat-vecs as row-vector @ matrix^T: several times faster than matrix @ column on CPU.
-            if NPE is None:
-                u = W[t]
-            else:  # WR: T + (p_w w - p_e T h_w) h_w^T
-                thw = torch.bmm(hw, TT.transpose(1, 2), out=THW[t])
-                u = torch.addcmul(W[t], NPE[t], thw.squeeze(1))
-            TT.addcmul_(u.unsqueeze(-1), hw)  # rank-1: elementwise beats bmm
-            torch.bmm(hr, TT[:, :d].transpose(1, 2), out=R[t])
-            if shift:
-                Hn = torch.matmul(_shift_windows(H), MV[t]).squeeze(-1)
-            else:
-                Hn = H * MV[t]
-            if Q is not None:
-                j = torch.bmm(Q[t], TT[:, d:], out=J[t])  # (K^T q)^T  [BN, 1, L]
-                Hn.addcmul_(AJ[t], j)
-            H = Hn
-        ctx.save_for_backward(W, NPE, Q, MV, AJ, TT, HS, NR, THW, J)
-        ctx.d = d
-        return R, TT, H
+    tape: Tensor
+    key_tape: Tensor
+    heads: Tensor
+    h: Tensor
+    c: Tensor
 
-    @staticmethod
-    @once_differentiable  # first-order only: a double backward raises instead of lying
-    def backward(ctx, dR, dTT_T, dH_T):
-        W, NPE, Q, MV, AJ, TT_T, HS, NR, THW, J = ctx.saved_tensors
-        d = ctx.d
-        T = W.shape[0]
-        shift = MV.dim() == 5
-        TT = TT_T.clone()
-        dTT = dTT_T.clone()
-        dH = dH_T
-        dW = torch.empty_like(W)
-        dNPE = None if NPE is None else torch.empty_like(NPE)
-        dQ = None if Q is None else torch.empty_like(Q)
-        dMV = torch.empty_like(MV)
-        dAJ = None if AJ is None else torch.empty_like(AJ)
-        for t in range(T - 1, -1, -1):
-            H, nrm = HS[t], NR[t]
-            hn = H / nrm.clamp_min(_EPS)
-            hr, hw = hn[:, 0:1], hn[:, 1:2]
-            # H' = moves(H) + a_jump j, j = q K^T (K after this step's write)
-            if Q is not None:
-                dAJ[t] = (dH * J[t]).sum(-1, keepdim=True)
-                dj = (dH * AJ[t]).sum(1, keepdim=True)  # [BN, 1, L]
-                dQ[t] = torch.bmm(dj, TT[:, d:].transpose(1, 2))
-                dTT[:, d:].addcmul_(Q[t].transpose(1, 2), dj)
-            if shift:
-                # d weights = <dH', windows(H)>; dH = windows(dH') . (LEFT, NO-OP, RIGHT) weights
-                dMV[t] = torch.matmul(dH.unsqueeze(-2), _shift_windows(H)).transpose(-1, -2)
-                dH_prev = torch.matmul(_shift_windows(dH), MV[t].flip(-2)).squeeze(-1)
-            else:
-                dMV[t] = (dH * H).sum(-1, keepdim=True)
-                dH_prev = dH * MV[t]
-            # r = h_r V^T (V = value rows after this step's write)
-            dhr = torch.bmm(dR[t], TT[:, :d])
-            dTT[:, :d].addcmul_(dR[t].transpose(1, 2), hr)
-            # T_t = T_{t-1} + u h_w^T, u = W + (-p_e) T_{t-1} h_w
-            u = W[t] if NPE is None else torch.addcmul(W[t], NPE[t], THW[t].squeeze(1))
-            du = torch.bmm(hw, dTT.transpose(1, 2))  # [BN, 1, D]
-            dhw = torch.bmm(u.unsqueeze(1), dTT)  # [BN, 1, L]
-            TT.addcmul_(u.unsqueeze(-1), hw, value=-1)  # rebuild T_{t-1}
-            dW[t] = du.squeeze(1)
-            if NPE is not None:
-                dNPE[t] = (du * THW[t]).sum(-1)
-                dthw = du * NPE[t].unsqueeze(-1)  # [BN, 1, D]
-                dhw = dhw + torch.bmm(dthw, TT)
-                dTT.addcmul_(dthw.transpose(1, 2), hw)
-            # unit heads: h = H / max(|H|, eps)
-            dhn = torch.cat([dhr, dhw], 1)
-            dot = (dhn * hn).sum(-1, keepdim=True) * (nrm > _EPS)
-            dH = dH_prev + (dhn - hn * dot) / nrm.clamp_min(_EPS)
-        return dW, dNPE, dQ, dMV, dAJ, dTT, dH, None
+
+class _Plan(NamedTuple):
+    """Everything that does not depend on the tape, for all steps (`[B, T, N, ...]`)."""
+
+    a: Tensor  # [B, T, N, 2, 4] weights of (noop, left, right, jump); absent actions 0
+    k: Tensor | None  # unit keys [B, T, N, d]
+    p_e: Tensor | None
+    p_r: Tensor | None
+    p_w: Tensor | None
+    q: Tensor | None  # unit jump queries [B, T, N, d]
+    v: Tensor  # values [B, T, N, d]
+
+
+def _check_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 class NAMTuringMachine(nn.Module):
-    """One NAM-TM layer: ``x [B, T, dim] -> outputs [B, T, dim]`` plus the final tapes and heads.
+    """One NAM-TM layer: ``x [B, T, dim] -> (y [B, T, dim], NAMTMState)``.
+
+    The defaults are the authors' 2023 release (:func:`nam_tm_2023`); the 2022 model's layers use
+    ``controller="bigru", tied_erase=True, key_tape="position"`` (:func:`nam_tm_2022`).
 
     Args:
-        dim: input/output width and the controller LSTM's hidden size.
+        dim: input/output width and the controller's width (a bidirectional controller gives each
+            direction ``dim // 2``; ``dim`` must then be even).
         num_tapes: tapes ``N`` running in parallel (the paper's "heads").
         head_dim: cell size ``d`` of every tape (values, keys and jump queries).
-        tape_length: default number of cells ``L`` (no parameter depends on it: change the
-            attribute, or pass ``tape_length=`` or tapes of another length to :meth:`forward`).
+        tape_length: default number of cells ``L`` (no parameter depends on it: pass
+            ``tape_length=`` or a state of another length to :meth:`forward`).
         actions: head actions, a subset of ``("noop", "left", "right", "jump")`` containing
             ``"noop"`` (used to freeze heads on padding). The paper's ablations: no JUMP =
             ``("noop", "left", "right")``; only JUMP = ``("noop", "jump")``.
         rw_prob: learn read/write probabilities; False fixes ``p_r = p_w = 1`` (ablation).
-        erase: learn an erase probability ``p_e``; False fixes ``p_e = 0`` (ablation).
+        erase: erase at all; False fixes ``p_e = 0`` (ablation).
+        controller: ``"lstm"`` (unidirectional, can step) or ``"bigru"`` (bidirectional GRU).
+        tied_erase: ``p_e = p_w`` (2022) instead of a separate erase gate (2023).
+        key_tape: ``"position"`` (2022: keys at positions, ``j = K^T q``) or ``"key"`` (2023: raw
+            write-head positions under keys, ``j = K q``).
     """
 
     def __init__(
@@ -195,12 +140,19 @@ class NAMTuringMachine(nn.Module):
         actions: tuple[str, ...] | list[str] = ACTIONS,
         rw_prob: bool = True,
         erase: bool = True,
+        controller: str = "lstm",
+        tied_erase: bool = False,
+        key_tape: str = "key",
     ) -> None:
         super().__init__()
-        for name, value in (("dim", dim), ("num_tapes", num_tapes), ("head_dim", head_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected an int >= 1, got {value!r}")
-        self._check_tape_length(tape_length)
+        _check_int("dim", dim)
+        _check_int("num_tapes", num_tapes)
+        _check_int("head_dim", head_dim)
+        _check_int("tape_length", tape_length)
+        _check_choice("controller", controller, CONTROLLERS)
+        _check_choice("key_tape", key_tape, KEY_TAPES)
+        if controller == "bigru" and dim % 2:
+            raise ValueError(f"dim: expected an even width for controller='bigru', got {dim}")
         actions = tuple(actions) if isinstance(actions, (tuple, list)) else actions
         if (
             not isinstance(actions, tuple)
@@ -216,46 +168,56 @@ class NAMTuringMachine(nn.Module):
         self.tape_length = tape_length
         self.actions = tuple(a for a in ACTIONS if a in actions)  # canonical order
         self.rw_prob, self.erase = bool(rw_prob), bool(erase)
+        self.controller_kind, self.tied_erase, self.key_tape = (
+            controller,
+            bool(tied_erase),
+            key_tape,
+        )
         self.jump = "jump" in self.actions
         self.shift = "left" in self.actions or "right" in self.actions
         N, d, A = num_tapes, head_dim, len(self.actions)
-        self.num_gates = 2 * self.rw_prob + self.erase
+        self.num_gates = 2 * self.rw_prob + (self.erase and not self.tied_erase)
         # Per tape the controller emits [gates (G) : read-head actions (A) : write-head actions (A)
         # : jump query (d, only with JUMP)].
         self.ctrl_size = self.num_gates + 2 * A + (d if self.jump else 0)
-        self.controller = nn.LSTM(dim, dim, batch_first=True)
+        if controller == "lstm":
+            self.controller: nn.LSTM | nn.GRU = nn.LSTM(dim, dim, batch_first=True)
+        else:
+            self.controller = nn.GRU(dim, dim // 2, batch_first=True, bidirectional=True)
         self.ctrl_proj = nn.Linear(dim, N * self.ctrl_size)
         self.value_proj = nn.Linear(dim, N * d)
         # Keys only feed the JUMP look-up: without JUMP there is no key tape to write.
         self.key_proj = nn.Linear(dim, N * d) if self.jump else None
         self.out_proj = nn.Linear(N * d, dim)
 
+    @property
+    def can_step(self) -> bool:
+        return self.controller_kind == "lstm"
+
     # -- state ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _check_tape_length(tape_length: object) -> int:
-        if isinstance(tape_length, bool) or not isinstance(tape_length, int) or tape_length < 1:
-            raise ValueError(f"tape_length: expected an int >= 1, got {tape_length!r}")
-        return tape_length
-
     def init_state(
-        self, batch: int, tape_length: int | None = None, *, dtype=None, device=None
+        self, batch: int, device=None, dtype=None, *, tape_length: int | None = None
     ) -> NAMTMState:
-        """Blank tapes `[B, N, d, L]` and both heads one-hot at cell 0 `[B, N, 2, L]`."""
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch: expected an int >= 1, got {batch!r}")
-        L = self._check_tape_length(self.tape_length if tape_length is None else tape_length)
+        """Blank tapes, both heads one-hot at cell 0, zero controller state."""
+        _check_int("batch", batch)
+        L = _check_int("tape_length", self.tape_length if tape_length is None else tape_length)
         p = self.out_proj.weight
         dtype, device = dtype or p.dtype, device or p.device
         N, d = self.num_tapes, self.head_dim
         tape = torch.zeros(batch, N, d, L, dtype=dtype, device=device)
+        key_shape = (batch, N, d, L) if self.key_tape == "position" else (batch, N, L, d)
         heads = torch.zeros(batch, N, 2, L, dtype=dtype, device=device)
         heads[..., 0] = 1.0
-        return tape, tape.clone(), heads
+        width = self.dim if self.controller_kind == "lstm" else 0
+        h = torch.zeros(batch, width, dtype=dtype, device=device)
+        return NAMTMState(
+            tape, torch.zeros(key_shape, dtype=dtype, device=device), heads, h, h.clone()
+        )
 
     def _check_inputs(
-        self, x: object, tape: object, heads: object, padding_mask: object, tape_length: object
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+        self, x: object, state: object, padding_mask: object, tape_length: object
+    ) -> tuple[Tensor, NAMTMState, Tensor | None]:
         if not isinstance(x, Tensor):
             raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
         if not x.is_floating_point():
@@ -265,50 +227,44 @@ class NAMTuringMachine(nn.Module):
         B, T = x.shape[:2]
         if B == 0 or T == 0:
             raise ValueError(f"x: expected a non-empty batch and sequence, got {tuple(x.shape)}")
-        N, d = self.num_tapes, self.head_dim
-        if tape is None:
-            L = self.tape_length if tape_length is None else tape_length
-            vt, kt, h0 = self.init_state(B, L, dtype=x.dtype, device=x.device)
-        else:
-            if not (isinstance(tape, tuple) and len(tape) == 2):
-                raise TypeError(
-                    f"tape: expected a tuple (tape, key_tape) or None, got {type(tape).__name__}"
-                )
-            vt, kt = tape
-            for name, t in (("tape[0]", vt), ("tape[1]", kt)):
-                if not isinstance(t, Tensor) or t.dim() != 4 or tuple(t.shape[:3]) != (B, N, d):
-                    got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-                    raise ValueError(
-                        f"{name}: expected shape [B, N, d, L] = ({B}, {N}, {d}, L), got {got}"
-                    )
-                if t.dtype != x.dtype:
-                    raise TypeError(f"{name}: expected dtype {x.dtype} (same as x), got {t.dtype}")
-            if kt.shape != vt.shape:
-                raise ValueError(
-                    f"tape[1]: expected the shape of tape[0] {tuple(vt.shape)}, got {tuple(kt.shape)}"
-                )
-            L = vt.shape[-1]
-            if tape_length is not None and tape_length != L:
-                raise ValueError(
-                    f"tape_length: expected None or {L} (the given tapes' length), got {tape_length}"
-                )
-            h0 = None
-        if heads is None:
-            if h0 is None:
-                h0 = self.init_state(B, L, dtype=x.dtype, device=x.device)[2]
-        else:
-            if not isinstance(heads, Tensor) or tuple(heads.shape) != (B, N, 2, L):
-                got = tuple(heads.shape) if isinstance(heads, Tensor) else type(heads).__name__
-                raise ValueError(f"heads: expected shape [B, N, 2, L] = {(B, N, 2, L)}, got {got}")
-            if heads.dtype != x.dtype:
-                raise TypeError(f"heads: expected dtype {x.dtype} (same as x), got {heads.dtype}")
-            h0 = heads
         pad = check_padding_mask(padding_mask, B, T)
-        return x, vt, kt, h0, pad
+        if state is None:
+            L = self.tape_length if tape_length is None else tape_length
+            return x, self.init_state(B, x.device, x.dtype, tape_length=L), pad
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise TypeError(
+                "state: expected a NAMTMState (tape, key_tape, heads, h, c) or None, "
+                f"got {type(state).__name__}"
+            )
+        if not isinstance(state[0], Tensor) or state[0].dim() != 4:
+            got = tuple(state[0].shape) if isinstance(state[0], Tensor) else type(state[0]).__name__
+            raise ValueError(f"state.tape: expected shape [B, N, d, L], got {got}")
+        N, d, L = self.num_tapes, self.head_dim, state[0].shape[-1]
+        if tape_length is not None and tape_length != L:
+            raise ValueError(
+                f"tape_length: expected None or {L} (the given state's length), got {tape_length}"
+            )
+        width = self.dim if self.controller_kind == "lstm" else 0
+        want = {
+            "tape": (B, N, d, L),
+            "key_tape": (B, N, d, L) if self.key_tape == "position" else (B, N, L, d),
+            "heads": (B, N, 2, L),
+            "h": (B, width),
+            "c": (B, width),
+        }
+        for (name, shape), t in zip(want.items(), state):
+            if not isinstance(t, Tensor) or tuple(t.shape) != shape:
+                got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"state.{name}: expected shape {shape}, got {got}")
+            if t.dtype != x.dtype:
+                raise TypeError(
+                    f"state.{name}: expected dtype {x.dtype} (same as x), got {t.dtype}"
+                )
+        return x, NAMTMState(*state), pad
 
     # -- what does not depend on the tape ---------------------------------------------------------
 
-    def _gates_actions(self, c: Tensor, x: Tensor, pad: Tensor | None) -> _Plan:
+    def _plan(self, c: Tensor, x: Tensor, pad: Tensor | None) -> _Plan:
         """Controller outputs `c [B, T, dim]` and inputs `x` -> per-step plan `[B, T, N, ...]`."""
         B, T = c.shape[:2]
         N, d, A, G = self.num_tapes, self.head_dim, len(self.actions), self.num_gates
@@ -316,7 +272,12 @@ class NAMTuringMachine(nn.Module):
         g = torch.sigmoid(z[..., :G])
         p_r = g[..., 0] if self.rw_prob else None
         p_w = g[..., 1] if self.rw_prob else None
-        p_e = g[..., G - 1] if self.erase else None
+        if not self.erase:
+            p_e = None
+        elif self.tied_erase:
+            p_e = p_w if p_w is not None else z.new_ones(B, T, N)  # p_e = p_w (= 1 without rw)
+        else:
+            p_e = g[..., G - 1]
         a = torch.softmax(z[..., G : G + 2 * A].view(B, T, N, 2, A), dim=-1)
         q = unit_norm(z[..., G + 2 * A :]) if self.jump else None
         v = self.value_proj(x).view(B, T, N, d)
@@ -331,41 +292,62 @@ class NAMTuringMachine(nn.Module):
             noop = torch.zeros(A, dtype=c.dtype, device=c.device)
             noop[0] = 1.0
             a = torch.where(pad[:, :, None, None, None], noop, a)
-        return _Plan(a=a, k=k, p_e=p_e, p_r=p_r, p_w=p_w, q=q, v=v)
+        # All four actions in ACTIONS order, absent ones with weight 0.
+        zero = a.new_zeros(a.shape[:-1])
+        idx = {name: i for i, name in enumerate(self.actions)}
+        a4 = torch.stack([a[..., idx[n]] if n in idx else zero for n in ACTIONS], dim=-1)
+        return _Plan(a=a4, k=k, p_e=p_e, p_r=p_r, p_w=p_w, q=q, v=v)
+
+    def _control(
+        self, x: Tensor, pad: Tensor | None, st: NAMTMState
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The controller over all steps at once -> outputs `[B, T, dim]` and the final ``h, c``
+        (right padding: taken after each sequence's last real token)."""
+        lstm = self.controller_kind == "lstm"
+        hc = (st.h.unsqueeze(0).contiguous(), st.c.unsqueeze(0).contiguous()) if lstm else None
+        if pad is None:
+            c, hn = self.controller(x, hc)
+            return (c, hn[0][0], hn[1][0]) if lstm else (c, st.h, st.c)
+        lengths = (~pad).sum(1)
+        # An all-padding row: pack_padded_sequence needs length >= 1; the row's state must not
+        # move, so run it with length 1 and restore the state below.
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
+        )
+        c, hn = self.controller(packed, hc)
+        c, _ = nn.utils.rnn.pad_packed_sequence(c, batch_first=True, total_length=x.shape[1])
+        if not lstm:
+            return c, st.h, st.c
+        empty = pad.all(1)[:, None]
+        return c, torch.where(empty, st.h, hn[0][0]), torch.where(empty, st.c, hn[1][0])
 
     # -- forward ----------------------------------------------------------------------------------
 
     def forward(
         self,
         x: Tensor,
-        tape: tuple[Tensor, Tensor] | None = None,
-        heads: Tensor | None = None,
+        state: NAMTMState | None = None,
         padding_mask: Tensor | None = None,
-        tape_length: int | None = None,
         *,
-        controller_state: tuple[Tensor, Tensor] | None = None,
-        return_controller_state: bool = False,
-    ) -> tuple[Tensor, NAMTMState] | tuple[Tensor, NAMTMState, tuple[Tensor, Tensor]]:
+        tape_length: int | None = None,
+        use_kernel: bool = True,
+    ) -> tuple[Tensor, NAMTMState]:
         """Run the sequence (fast path).
 
         Args:
             x: `[B, T, dim]`.
-            tape: ``(tape, key_tape)`` `[B, N, d, L]` each, e.g. a previous layer's final tapes
-                (stacked layers hand the tape on); None = blank tapes of ``tape_length`` cells.
-            heads: `[B, N, 2, L]` (read, write) or None (one-hot at cell 0).
+            state: a :class:`NAMTMState` (e.g. from a previous call, or another layer's tapes),
+                or None: blank tapes of ``tape_length`` cells.
             padding_mask: `[B, T]` bool, True = padding (anywhere): padded steps read, write and
-                move nothing and do not advance the controller; their outputs are to be ignored.
+                move nothing, do not advance the controller and output zeros.
             tape_length: cells of blank tapes (default ``self.tape_length``).
-            controller_state: the controller LSTM's ``(h, c)`` `[1, B, dim]` each, to continue a
-                sequence split in pieces (see :meth:`step`); None = zeros.
-            return_controller_state: also return the controller's final ``(h, c)``.
+            use_kernel: use the compiled tape kernel when available (False: the PyTorch loop).
         Returns:
-            ``outputs [B, T, dim]`` and ``(tape, key_tape, heads)`` after the last step (after each
-            sequence's last real token), then ``(h, c)`` if ``return_controller_state``.
+            ``y [B, T, dim]`` and the state after each sequence's last real token.
         """
-        x, vt, kt, H0, pad = self._check_inputs(x, tape, heads, padding_mask, tape_length)
+        x, st, pad = self._check_inputs(x, state, padding_mask, tape_length)
         B, T = x.shape[:2]
-        N, d, L = self.num_tapes, self.head_dim, vt.shape[-1]
+        N, d, L = self.num_tapes, self.head_dim, st.tape.shape[-1]
         BN = B * N
         order = None
         if pad is not None and bool((pad[:, :-1] & ~pad[:, 1:]).any()):
@@ -374,84 +356,98 @@ class NAMTuringMachine(nn.Module):
             order = torch.sort(pad.to(torch.uint8), dim=1, stable=True).indices
             x = x.gather(1, order.unsqueeze(-1).expand_as(x))
             pad = pad.gather(1, order)
-        c, hc = self._control(x, pad, controller_state)
-        plan = self._gates_actions(c, x, pad)
+        c, h, cc = self._control(x, pad, st)
+        plan = self._plan(c, x, pad)
 
         def tm(t: Tensor | None, *tail: int) -> Tensor | None:
             # [B, T, N, ...] -> time-major [T, B*N, ...], contiguous for cheap per-step slices.
             return None if t is None else t.transpose(0, 1).reshape(T, BN, *tail)
 
-        # Written rows: values, then keys (only with JUMP), pre-scaled by p_w.
-        w = plan.v if not self.jump else torch.cat([plan.v, plan.k], dim=-1)
+        position = self.jump and self.key_tape == "position"
+        keyed = self.jump and self.key_tape == "key"
+        # Written rows: values, then keys ("position" key tape), pre-scaled by p_w.
+        w = torch.cat([plan.v, plan.k], dim=-1) if position else plan.v
         if plan.p_w is not None:
             w = w * plan.p_w.unsqueeze(-1)
-        W = tm(w, w.shape[-1])  # [T, BN, D]
-        neg_pe = None if plan.p_e is None else tm(-plan.p_e, 1)  # [T, BN, 1]
-        Q = tm(plan.q, 1, d)  # [T, BN, 1, d]
-        a = plan.a  # [B, T, N, 2, A]
-        idx = {name: i for i, name in enumerate(self.actions)}
-        zero = a.new_zeros(a.shape[:-1])
-        if self.shift:
-            # Windows of the circularly padded head are (H[j-1], H[j], H[j+1]), i.e. the sources of
-            # RIGHT, NO-OP and LEFT for cell j.
-            ws = torch.stack(
-                [a[..., idx[n]] if n in idx else zero for n in ("right", "noop", "left")], dim=-1
-            )
-            WS = tm(ws, 2, 3, 1)  # [T, BN, 2, 3, 1]
-        else:
-            AN = tm(a[..., idx["noop"]], 2, 1)  # [T, BN, 2, 1]
-        AJ = tm(a[..., idx["jump"]], 2, 1) if self.jump else None  # [T, BN, 2, 1]
-
-        tapes = torch.cat([vt, kt], dim=-2) if self.jump else vt  # [B, N, D, L]
-        moves = WS if self.shift else AN
-        R, TT, Hd = _TapeScan.apply(
-            W, neg_pe, Q, moves, AJ, tapes.reshape(BN, -1, L), H0.reshape(BN, 2, L), d
+        tapes = torch.cat([st.tape, st.key_tape], dim=-2) if position else st.tape  # [B, N, D, L]
+        R, TT, KT, H = tape_scan(
+            tm(w, w.shape[-1]),
+            tm(None if plan.p_e is None else -plan.p_e, 1),
+            tm(plan.q, 1, d),
+            tm(plan.a, 2, 4),
+            tm(plan.k, 1, d) if keyed else None,
+            tm(plan.p_w, 1) if keyed else None,
+            tapes.reshape(BN, -1, L),
+            st.key_tape.reshape(BN, L, d) if keyed else None,
+            st.heads.reshape(BN, 2, L),
+            d,
+            "position" if position else ("key" if keyed else None),
+            self.shift,
+            use_kernel,
         )
         r = R.view(T, B, N, d).transpose(0, 1)  # [B, T, N, d]
         if plan.p_r is not None:
             r = r * plan.p_r.unsqueeze(-1)
         out = self.out_proj(r.reshape(B, T, N * d))
+        if pad is not None:
+            out = out.masked_fill(pad.unsqueeze(-1), 0.0)
         if order is not None:
             out = out.gather(1, order.argsort(dim=1).unsqueeze(-1).expand_as(out))
         TT = TT.view(B, N, -1, L)
-        vt_out = TT[:, :, :d]
-        kt_out = TT[:, :, d:] if self.jump else kt
-        state = (vt_out, kt_out, Hd.view(B, N, 2, L))
-        return (out, state, hc) if return_controller_state else (out, state)
+        if position:
+            key_tape = TT[:, :, d:]
+        elif keyed:
+            key_tape = KT.view(B, N, L, d)
+        else:
+            key_tape = st.key_tape
+        return out, NAMTMState(TT[:, :, :d], key_tape, H.view(B, N, 2, L), h, cc)
+
+    def _control_reference(
+        self, x: Tensor, pad: Tensor | None, st: NAMTMState
+    ) -> tuple[list[Tensor], Tensor, Tensor]:
+        """The controller the obvious way: outputs per step `[B, 1, dim]` and the final ``h, c``."""
+        B, T = x.shape[:2]
+        if self.controller_kind == "lstm":
+            hc = (st.h.unsqueeze(0), st.c.unsqueeze(0))
+            outs = []
+            for t in range(T):  # one token at a time; padded steps keep the state
+                c_t, hc_t = self.controller(x[:, t : t + 1], hc)
+                outs.append(c_t)
+                if pad is not None:
+                    hc_t = tuple(torch.where(pad[None, :, t, None], a, b) for a, b in zip(hc, hc_t))
+                hc = hc_t
+            return outs, hc[0][0], hc[1][0]
+        # Bidirectional: each sequence's real tokens alone (padded steps get zeros, never used).
+        rows = []
+        for b in range(B):
+            real = torch.arange(T) if pad is None else (~pad[b]).nonzero().squeeze(1)
+            row = x.new_zeros(T, self.dim)
+            if real.numel():
+                row = row.index_copy(0, real, self.controller(x[b : b + 1, real])[0][0])
+            rows.append(row)
+        c = torch.stack(rows)
+        return [c[:, t : t + 1] for t in range(T)], st.h, st.c
 
     def forward_reference(
         self,
         x: Tensor,
-        tape: tuple[Tensor, Tensor] | None = None,
-        heads: Tensor | None = None,
+        state: NAMTMState | None = None,
         padding_mask: Tensor | None = None,
-        tape_length: int | None = None,
         *,
-        controller_state: tuple[Tensor, Tensor] | None = None,
-        return_controller_state: bool = False,
-    ) -> tuple[Tensor, NAMTMState] | tuple[Tensor, NAMTMState, tuple[Tensor, Tensor]]:
+        tape_length: int | None = None,
+    ) -> tuple[Tensor, NAMTMState]:
         """The slow twin of :meth:`forward`: same arguments, same results, line by line."""
-        x, vt, kt, H0, pad = self._check_inputs(x, tape, heads, padding_mask, tape_length)
-        hc = self._check_controller_state(controller_state, x)
-        if hc is None:
-            hc = (x.new_zeros(1, x.shape[0], self.dim), x.new_zeros(1, x.shape[0], self.dim))
+        x, st, pad = self._check_inputs(x, state, padding_mask, tape_length)
         B, T = x.shape[:2]
         N = self.num_tapes
-        tapes = [vt[:, n] for n in range(N)]  # [B, d, L] each
-        keys = [kt[:, n] for n in range(N)]
-        Hr = [H0[:, n, 0] for n in range(N)]  # [B, L] each
-        Hw = [H0[:, n, 1] for n in range(N)]
+        ctrl, h, c = self._control_reference(x, pad, st)
+        tapes = [st.tape[:, n] for n in range(N)]  # [B, d, L] each
+        keys = [st.key_tape[:, n] for n in range(N)]  # [B, d, L] or [B, L, d]
+        Hr = [st.heads[:, n, 0] for n in range(N)]  # [B, L] each
+        Hw = [st.heads[:, n, 1] for n in range(N)]
         reads = []
         for t in range(T):
-            c_t, hc_t = self.controller(x[:, t : t + 1], hc)  # the controller, one token at a time
-            hc = (
-                hc_t
-                if pad is None
-                else tuple(torch.where(pad[None, :, t, None], a, b) for a, b in zip(hc, hc_t))
-            )
-            p = self._gates_actions(
-                c_t, x[:, t : t + 1], None if pad is None else pad[:, t : t + 1]
-            )
+            p = self._plan(ctrl[t], x[:, t : t + 1], None if pad is None else pad[:, t : t + 1])
             r_t = []
             for n in range(N):
                 p_r = None if p.p_r is None else p.p_r[:, 0, n]
@@ -460,85 +456,173 @@ class NAMTuringMachine(nn.Module):
                 hw, hr = unit_norm(Hw[n]), unit_norm(Hr[n])
                 tapes[n] = nam_write(tapes[n], hw, p.v[:, 0, n], p_w, p_e)
                 r_t.append(nam_read(tapes[n], hr, p_r))
-                new = []
-                if self.jump:
+                if self.jump and self.key_tape == "position":  # keys at positions, K^T q
                     keys[n] = nam_write(keys[n], hw, p.k[:, 0, n], p_w, p_e)
                     h_jump = nam_read(keys[n].transpose(-1, -2), p.q[:, 0, n])
+                elif self.jump:  # the raw write head under the key, K q
+                    keys[n] = nam_write(keys[n], p.k[:, 0, n], Hw[n], p_w, p_e)
+                    h_jump = nam_read(keys[n], p.q[:, 0, n])
+                new = []
                 for head, H in enumerate((Hr[n], Hw[n])):
-                    a = {name: p.a[:, 0, n, head, i : i + 1] for i, name in enumerate(self.actions)}
+                    a = {name: p.a[:, 0, n, head, i : i + 1] for i, name in enumerate(ACTIONS)}
                     H_new = a["noop"] * H
-                    if "left" in a:
+                    if "left" in self.actions:
                         H_new = H_new + a["left"] * torch.roll(H, -1, dims=-1)
-                    if "right" in a:
+                    if "right" in self.actions:
                         H_new = H_new + a["right"] * torch.roll(H, 1, dims=-1)
-                    if "jump" in a:
+                    if self.jump:
                         H_new = H_new + a["jump"] * h_jump
                     new.append(H_new)
                 Hr[n], Hw[n] = new
             reads.append(torch.stack(r_t, dim=1))  # [B, N, d]
         r = torch.stack(reads, dim=1)  # [B, T, N, d]
         out = self.out_proj(r.reshape(B, T, -1))
-        heads_out = torch.stack([torch.stack([Hr[n], Hw[n]], dim=1) for n in range(N)], dim=1)
-        state = (torch.stack(tapes, dim=1), torch.stack(keys, dim=1), heads_out)
-        return (out, state, hc) if return_controller_state else (out, state)
+        if pad is not None:
+            out = out.masked_fill(pad.unsqueeze(-1), 0.0)
+        heads = torch.stack([torch.stack([Hr[n], Hw[n]], dim=1) for n in range(N)], dim=1)
+        return out, NAMTMState(torch.stack(tapes, 1), torch.stack(keys, 1), heads, h, c)
 
-    def step(
-        self, x_t: Tensor, state: NAMTMStepState | None = None
-    ) -> tuple[Tensor, NAMTMStepState]:
-        """One token: ``x_t [B, dim]``, ``state = (tape, key_tape, heads, (h, c))`` or None.
-
-        Returns ``out_t [B, dim]`` and the new state; stepping token by token equals :meth:`forward`.
-        """
+    def step(self, x_t: Tensor, state: NAMTMState | None = None) -> tuple[Tensor, NAMTMState]:
+        """One token: ``x_t [B, dim]`` -> ``y_t [B, dim]`` and the new state (equals
+        :meth:`forward` token by token). Only with the unidirectional (LSTM) controller."""
+        if not self.can_step:
+            raise NotImplementedError(
+                "NAMTuringMachine(controller='bigru').step: a bidirectional controller reads the "
+                "whole sequence before the first output, so the model cannot run token by token"
+            )
         if not isinstance(x_t, Tensor) or x_t.dim() != 2:
             got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
             raise ValueError(f"x_t: expected shape [B, dim={self.dim}], got {got}")
-        if state is None:
-            out, st, hc = self.forward(x_t[:, None], return_controller_state=True)
-        else:
-            if not (isinstance(state, tuple) and len(state) == 4):
-                raise TypeError(
-                    "state: expected None or (tape, key_tape, heads, (h, c)), "
-                    f"got {type(state).__name__}"
-                )
-            vt, kt, heads, hc = state
-            out, st, hc = self.forward(
-                x_t[:, None], (vt, kt), heads, controller_state=hc, return_controller_state=True
-            )
-        return out[:, 0], (*st, hc)
+        out, st = self.forward(x_t[:, None], state)
+        return out[:, 0], st
 
-    def _check_controller_state(self, hc: object, x: Tensor) -> tuple[Tensor, Tensor] | None:
-        if hc is None:
-            return None
-        want = (1, x.shape[0], self.dim)
-        if not (isinstance(hc, tuple) and len(hc) == 2) or any(
-            not isinstance(t, Tensor) or tuple(t.shape) != want for t in hc
-        ):
-            raise ValueError(f"controller_state: expected a tuple (h, c) of shape {want} each")
-        if hc[0].dtype != x.dtype or hc[1].dtype != x.dtype:
-            raise TypeError(f"controller_state: expected dtype {x.dtype} (same as x)")
-        return hc
 
-    def _control(
-        self, x: Tensor, pad: Tensor | None, hc: object
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """The controller LSTM over all steps at once (right padding: its final state is taken after
-        each sequence's last real token)."""
-        hc = self._check_controller_state(hc, x)
-        if pad is None:
-            return self.controller(x, hc)
-        lengths = (~pad).sum(1)
-        if bool((lengths == 0).any()):
-            # An all-padding row: pack_padded_sequence needs length >= 1; the row's state must not
-            # move, so run it with length 1 and restore the state below.
-            lengths = lengths.clamp_min(1)
-        packed = nn.utils.rnn.pack_padded_sequence(
-            x, lengths.cpu(), batch_first=True, enforce_sorted=False
+class NAMTMStack(nn.Module):
+    """Stacked NAM-TM layers; layer ``l > 0`` reads layer ``l - 1``'s outputs and starts from its
+    final tape (PAPER.md §4: "the second starting from the first's tape").
+
+    Args:
+        dim, num_tapes, head_dim, tape_length: as :class:`NAMTuringMachine`.
+        num_layers: layers.
+        handoff: what a layer hands to the next: ``"tape"`` (the value tape; blank key tape, heads
+            at cell 0: the 2022 model) or ``"all"`` (value tape, key tape and heads).
+        layer_kw: the remaining :class:`NAMTuringMachine` options.
+
+    ``forward(x, state=None, padding_mask=None) -> (y, NAMTMState)``: ``state`` is the first layer's
+    initial state, the returned state the last layer's final one. With more than one layer the
+    stack cannot step (layer 2 starts from layer 1's *final* tape, which needs the whole sequence).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_tapes: int,
+        head_dim: int,
+        num_layers: int = 2,
+        tape_length: int = 32,
+        handoff: str = "tape",
+        **layer_kw,
+    ) -> None:
+        super().__init__()
+        _check_int("num_layers", num_layers)
+        _check_choice("handoff", handoff, ("tape", "all"))
+        self.dim, self.num_layers, self.handoff = dim, num_layers, handoff
+        self.layers = nn.ModuleList(
+            NAMTuringMachine(dim, num_tapes, head_dim, tape_length, **layer_kw)
+            for _ in range(num_layers)
         )
-        c, (h, cc) = self.controller(packed, hc)
-        c, _ = nn.utils.rnn.pad_packed_sequence(c, batch_first=True, total_length=x.shape[1])
-        empty = pad.all(1)
-        if bool(empty.any()):
-            h0, c0 = hc if hc is not None else (torch.zeros_like(h), torch.zeros_like(cc))
-            h = torch.where(empty[None, :, None], h0, h)
-            cc = torch.where(empty[None, :, None], c0, cc)
-        return c, (h, cc)
+
+    @property
+    def can_step(self) -> bool:
+        return self.num_layers == 1 and self.layers[0].can_step
+
+    def init_state(
+        self, batch: int, device=None, dtype=None, *, tape_length: int | None = None
+    ) -> NAMTMState:
+        return self.layers[0].init_state(batch, device, dtype, tape_length=tape_length)
+
+    def _run(self, x, state, padding_mask, tape_length, reference, use_kernel=True):
+        st = state
+        for i, layer in enumerate(self.layers):
+            if i > 0:
+                blank = layer.init_state(
+                    x.shape[0], x.device, x.dtype, tape_length=st.tape.shape[-1]
+                )
+                if self.handoff == "tape":
+                    st = blank._replace(tape=st.tape)
+                else:
+                    st = blank._replace(tape=st.tape, key_tape=st.key_tape, heads=st.heads)
+            kw = {"tape_length": tape_length if i == 0 else None}
+            if reference:
+                x, st = layer.forward_reference(x, st, padding_mask, **kw)
+            else:
+                x, st = layer(x, st, padding_mask, use_kernel=use_kernel, **kw)
+        return x, st
+
+    def forward(
+        self,
+        x: Tensor,
+        state: NAMTMState | None = None,
+        padding_mask: Tensor | None = None,
+        *,
+        tape_length: int | None = None,
+        use_kernel: bool = True,
+    ) -> tuple[Tensor, NAMTMState]:
+        """`x [B, T, dim]` -> `y [B, T, dim]` and the last layer's final state (fast path)."""
+        return self._run(x, state, padding_mask, tape_length, False, use_kernel)
+
+    def forward_reference(
+        self,
+        x: Tensor,
+        state: NAMTMState | None = None,
+        padding_mask: Tensor | None = None,
+        *,
+        tape_length: int | None = None,
+    ) -> tuple[Tensor, NAMTMState]:
+        """Every layer's slow twin."""
+        return self._run(x, state, padding_mask, tape_length, True)
+
+    def step(self, x_t: Tensor, state: NAMTMState | None = None) -> tuple[Tensor, NAMTMState]:
+        """One token (a single unidirectional layer only)."""
+        if self.num_layers > 1:
+            raise NotImplementedError(
+                f"NAMTMStack.step: layer 2 of {self.num_layers} starts from layer 1's final tape, "
+                "which needs the whole sequence, so the stack cannot run token by token"
+            )
+        return self.layers[0].step(x_t, state)
+
+
+def nam_tm_2022(
+    dim: int, num_tapes: int, head_dim: int, num_layers: int = 2, tape_length: int = 32, **kw
+) -> NAMTMStack:
+    """The 2022 NAM-TM (Table 2): bidirectional GRU controller, ``p_e = p_w``, keys at positions,
+    two layers handing on the value tape. ``kw``: ``actions``, ``rw_prob``, ``erase``."""
+    return NAMTMStack(
+        dim,
+        num_tapes,
+        head_dim,
+        num_layers,
+        tape_length,
+        handoff="tape",
+        controller="bigru",
+        tied_erase=True,
+        key_tape="position",
+        **kw,
+    )
+
+
+def nam_tm_2023(
+    dim: int, num_tapes: int, head_dim: int, tape_length: int = 32, **kw
+) -> NAMTuringMachine:
+    """The 2023 NAM-TM (the authors' latest release): LSTM controller, separate ``p_r, p_w, p_e``,
+    raw write-head positions under keys, one layer. ``kw``: ``actions``, ``rw_prob``, ``erase``."""
+    return NAMTuringMachine(
+        dim,
+        num_tapes,
+        head_dim,
+        tape_length,
+        controller="lstm",
+        tied_erase=False,
+        key_tape="key",
+        **kw,
+    )

@@ -4,21 +4,30 @@ The length-generalisation experiment (PAPER.md §5) builds its models through
 :func:`build_memory_model`; every model maps ``tokens [B, T]`` (plus an optional right-padding mask)
 to per-position logits ``[B, T, num_classes]``.
 
-Model names and what they are:
+Model names and what they are (PAPER.md §4 lists the two NAM-TMs):
 
-==================  =====================================================================
-``lsam``            2 LSAM layers (PAPER.md §3), erase tied to write.
-``nam-tm``          2 NAM-TM layers with every action and gate; layer 2 starts from layer 1's
-                    final value tape, key tape and heads (tape hand-off, PAPER.md §4).
-``nam-tm-nojump``   actions NO-OP/LEFT/RIGHT (no key tape, no jump query).
-``nam-tm-onlyjump`` actions NO-OP/JUMP. As in the authors' code this cannot move a head off
-                    cell 0 (the key tape only stores visited positions): one register per tape.
-``nam-tm-norw``     ``p_r = p_w = 1`` (no read/write probabilities; erase kept).
-``nam-tm-noerase``  ``p_e = 0``.
-==================  =====================================================================
+=====================  ==================================================================
+``lsam``               2 LSAM layers (PAPER.md §3), erase tied to write.
+``nam-tm-2022``        the model of the paper's Table 2: bidirectional GRU controller, erase
+                       tied to write, keys stored at positions (``j = K^T q``), 2 layers, the
+                       second starting from the first's value tape. Cannot step.
+``nam-tm-2023``        the authors' latest release: LSTM controller, separate ``p_r, p_w,
+                       p_e``, the raw write head stored under the key (``j = K q``), 1 layer.
+``<base>-nojump``      actions NO-OP/LEFT/RIGHT (no key tape, no jump query).
+``<base>-onlyjump``    actions NO-OP/JUMP. As in the authors' code this cannot move a head off
+                       cell 0 (the key tape only stores visited positions): one register per tape.
+``<base>-norw``        ``p_r = p_w = 1`` (no read/write probabilities; erase kept: with the
+                       2022 model's tied erase that is ``p_e = 1``).
+``<base>-noerase``     ``p_e = 0``.
+``nam-tm``, ``nam-tm-*``  aliases of ``nam-tm-2022`` and its ablations (the Table 2 model).
+``nam-tm-mix``         the earlier mix (LSTM controller, separate gates, keys at positions, 2
+                       layers handing on value tape, key tape and heads), kept to reproduce
+                       results measured with it.
+=====================  ==================================================================
 
 Sizes: ``quick`` trains a few thousand steps in minutes on one CPU thread; ``paper`` is close to
-the paper's parameter counts (LSAM 25.8M, NAM-TM 23.3M). NAM-TM's ``tape_length="auto"`` gives
+the paper's parameter counts (LSAM 25.8M, NAM-TM 23.3M) or, for ``nam-tm-2023``, the released
+sizes. NAM-TM's ``tape_length="auto"`` gives
 every forward call a tape of ``T + 1`` cells (``T`` = sequence length) so heads never wrap round a
 circular tape onto written cells when moving one way; the released code used a fixed 32 cells.
 """
@@ -32,16 +41,18 @@ import torch
 from torch import Tensor, nn
 
 from .lsam import LSAM
-from .nam_tm import ACTIONS, NAMTuringMachine
+from .nam_tm import ACTIONS, NAMTMStack
 
 __all__ = [
     "MEMORY_MODELS",
+    "NAMTM_ALIASES",
     "LSAMSequenceConfig",
     "LSAMSequenceModel",
     "NAMTMSequenceConfig",
     "NAMTMSequenceModel",
     "build_memory_model",
     "count_parameters",
+    "resolve_name",
 ]
 
 
@@ -130,7 +141,11 @@ class LSAMSequenceModel(nn.Module):
 
 @dataclass
 class NAMTMSequenceConfig:
-    """Hyper-parameters of :class:`NAMTMSequenceModel` (``dim`` is also the embedding size)."""
+    """Hyper-parameters of :class:`NAMTMSequenceModel` (``dim`` is also the embedding size).
+
+    ``controller``, ``tied_erase``, ``key_tape`` are :class:`NAMTuringMachine`'s options and
+    ``handoff`` :class:`NAMTMStack`'s; the defaults are the 2022 model (``nam-tm``).
+    """
 
     dim: int = 128
     num_tapes: int = 4
@@ -140,12 +155,17 @@ class NAMTMSequenceConfig:
     actions: tuple[str, ...] = ACTIONS
     rw_prob: bool = True
     erase: bool = True
+    controller: str = "bigru"
+    tied_erase: bool = True
+    key_tape: str = "position"
+    handoff: str = "tape"
 
 
 class NAMTMSequenceModel(nn.Module):
-    """``tokens [B, T] -> logits [B, T, num_classes]`` through stacked NAM-TM layers.
+    """``tokens [B, T] -> logits [B, T, num_classes]`` through a :class:`NAMTMStack`.
 
-    Layer ``l > 0`` reads layer ``l - 1``'s outputs and starts from its final tapes and heads.
+    Layer ``l > 0`` reads layer ``l - 1``'s outputs and starts from its final tape
+    (``config.handoff``).
     """
 
     def __init__(self, vocab_size: int, num_classes: int, config: NAMTMSequenceConfig) -> None:
@@ -155,19 +175,25 @@ class NAMTMSequenceModel(nn.Module):
             raise ValueError(f"tape_length: expected 'auto' or an int >= 1, got {tl!r}")
         self.vocab_size, self.num_classes, self.config = vocab_size, num_classes, config
         self.embedding = nn.Embedding(vocab_size, config.dim)
-        self.layers = nn.ModuleList(
-            NAMTuringMachine(
-                config.dim,
-                config.num_tapes,
-                config.head_dim,
-                tape_length=32 if tl == "auto" else tl,
-                actions=tuple(config.actions),
-                rw_prob=config.rw_prob,
-                erase=config.erase,
-            )
-            for _ in range(config.num_layers)
+        self.stack = NAMTMStack(
+            config.dim,
+            config.num_tapes,
+            config.head_dim,
+            num_layers=config.num_layers,
+            tape_length=32 if tl == "auto" else tl,
+            handoff=config.handoff,
+            actions=tuple(config.actions),
+            rw_prob=config.rw_prob,
+            erase=config.erase,
+            controller=config.controller,
+            tied_erase=config.tied_erase,
+            key_tape=config.key_tape,
         )
         self.classifier = nn.Linear(config.dim, num_classes)
+
+    @property
+    def layers(self) -> nn.ModuleList:
+        return self.stack.layers
 
     def tape_length_for(self, seq_len: int) -> int:
         """Cells of the blank tape used for sequences of ``seq_len`` tokens."""
@@ -175,45 +201,90 @@ class NAMTMSequenceModel(nn.Module):
         return seq_len + 1 if tl == "auto" else int(tl)
 
     def forward(
-        self, tokens: Tensor, padding_mask: Tensor | None = None, *, reference: bool = False
+        self,
+        tokens: Tensor,
+        padding_mask: Tensor | None = None,
+        *,
+        reference: bool = False,
+        use_kernel: bool = True,
     ) -> Tensor:
         """`tokens [B, T]` int, `padding_mask [B, T]` bool (True = padding) -> `[B, T, C]`.
 
-        ``reference=True`` runs every layer's slow twin (for tests and benchmarks).
+        ``reference=True`` runs every layer's slow twin (for tests and benchmarks);
+        ``use_kernel=False`` runs the fast path's PyTorch loop instead of the compiled kernel.
         """
         pad = _check_tokens(tokens, padding_mask, self.vocab_size)
         h = self.embedding(tokens.long())
         L = self.tape_length_for(tokens.shape[1])
-        tape = heads = None
-        for layer in self.layers:
-            run = layer.forward_reference if reference else layer
-            if tape is None:
-                h, (vt, kt, heads) = run(h, padding_mask=pad, tape_length=L)
-            else:
-                h, (vt, kt, heads) = run(h, tape=tape, heads=heads, padding_mask=pad)
-            tape = (vt, kt)
+        if reference:
+            h, _ = self.stack.forward_reference(h, padding_mask=pad, tape_length=L)
+        else:
+            h, _ = self.stack(h, padding_mask=pad, tape_length=L, use_kernel=use_kernel)
         return self.classifier(h)
 
 
 # -- the registry ---------------------------------------------------------------------------------
 
-_NAMTM_VARIANTS: dict[str, dict[str, Any]] = {
-    "nam-tm": {},
-    "nam-tm-nojump": {"actions": ("noop", "left", "right")},
-    "nam-tm-onlyjump": {"actions": ("noop", "jump")},
-    "nam-tm-norw": {"rw_prob": False},
-    "nam-tm-noerase": {"erase": False},
+# The two NAM-TMs of PAPER.md §4 and the earlier mix of both (kept to reproduce results measured
+# with it before the two were separated).
+_NAMTM_BASES: dict[str, dict[str, Any]] = {
+    "nam-tm-2022": {
+        "controller": "bigru",
+        "tied_erase": True,
+        "key_tape": "position",
+        "num_layers": 2,
+        "handoff": "tape",
+    },
+    "nam-tm-2023": {
+        "controller": "lstm",
+        "tied_erase": False,
+        "key_tape": "key",
+        "num_layers": 1,
+        "handoff": "tape",
+    },
+    "nam-tm-mix": {
+        "controller": "lstm",
+        "tied_erase": False,
+        "key_tape": "position",
+        "num_layers": 2,
+        "handoff": "all",
+    },
 }
+_ABLATIONS: dict[str, dict[str, Any]] = {
+    "": {},
+    "-nojump": {"actions": ("noop", "left", "right")},
+    "-onlyjump": {"actions": ("noop", "jump")},
+    "-norw": {"rw_prob": False},
+    "-noerase": {"erase": False},
+}
+_NAMTM_VARIANTS: dict[str, dict[str, Any]] = {
+    f"{base}{suffix}": {**cfg, **abl}
+    for base, cfg in _NAMTM_BASES.items()
+    if base != "nam-tm-mix"
+    for suffix, abl in _ABLATIONS.items()
+}
+_NAMTM_VARIANTS["nam-tm-mix"] = dict(_NAMTM_BASES["nam-tm-mix"])
+# Plain ``nam-tm`` (and its ablations) is the 2022 model, the one behind the paper's Table 2.
+NAMTM_ALIASES: dict[str, str] = {f"nam-tm{s}": f"nam-tm-2022{s}" for s in _ABLATIONS}
 
-MEMORY_MODELS: tuple[str, ...] = ("lsam", *_NAMTM_VARIANTS)
+MEMORY_MODELS: tuple[str, ...] = ("lsam", *NAMTM_ALIASES, *_NAMTM_VARIANTS)
 
 _SIZES: dict[str, dict[str, Any]] = {
-    # quick: a 2-layer model of ~0.5-1.5M parameters; paper: the paper's parameter budget.
+    # quick: ~0.3-0.8M parameters, minutes on one CPU thread; paper: the paper's parameter budget.
     "lsam/quick": {"hidden_size": 256, "num_heads": 8},
     "lsam/paper": {"hidden_size": 1464, "num_heads": 8},
-    "nam-tm/quick": {"dim": 128, "num_tapes": 4, "head_dim": 32},
-    "nam-tm/paper": {"dim": 960, "num_tapes": 8, "head_dim": 128},
+    "nam-tm-2022/quick": {"dim": 128, "num_tapes": 4, "head_dim": 32},
+    "nam-tm-2022/paper": {"dim": 1024, "num_tapes": 8, "head_dim": 128},
+    "nam-tm-2023/quick": {"dim": 128, "num_tapes": 4, "head_dim": 32},
+    "nam-tm-2023/paper": {"dim": 1024, "num_tapes": 8, "head_dim": 128},
+    "nam-tm-mix/quick": {"dim": 128, "num_tapes": 4, "head_dim": 32},
+    "nam-tm-mix/paper": {"dim": 960, "num_tapes": 8, "head_dim": 128},
 }
+
+
+def resolve_name(name: str) -> str:
+    """The canonical model name (``nam-tm*`` aliases resolve to the 2022 model)."""
+    return NAMTM_ALIASES.get(name, name)
 
 
 def build_memory_model(
@@ -222,7 +293,7 @@ def build_memory_model(
     """Build a per-position classifier ``forward(tokens [B, T], padding_mask=None) -> [B, T, C]``.
 
     Args:
-        name: one of :data:`MEMORY_MODELS`.
+        name: one of :data:`MEMORY_MODELS` (``nam-tm`` = ``nam-tm-2022``, see the module doc).
         vocab_size: number of input token ids.
         num_classes: number of output classes per position.
         size: ``"quick"`` (CPU-sized) or ``"paper"`` (the paper's parameter budget).
@@ -236,6 +307,7 @@ def build_memory_model(
     for arg, value in (("vocab_size", vocab_size), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{arg}: expected an int >= 1, got {value!r}")
+    name = resolve_name(name)
     family = "lsam" if name == "lsam" else "nam-tm"
     cls = LSAMSequenceConfig if family == "lsam" else NAMTMSequenceConfig
     valid = [f.name for f in fields(cls)]
@@ -244,13 +316,12 @@ def build_memory_model(
         raise ValueError(
             f"overrides: unknown field(s) {', '.join(unknown)} for {name!r}; valid: {', '.join(valid)}"
         )
-    cfg = replace(cls(), **_SIZES[f"{family}/{size}"])
-    if family == "nam-tm":
-        cfg = replace(cfg, **_NAMTM_VARIANTS[name])
-    cfg = replace(cfg, **overrides)
     if family == "lsam":
-        return LSAMSequenceModel(vocab_size, num_classes, cfg)
-    return NAMTMSequenceModel(vocab_size, num_classes, cfg)
+        cfg = replace(cls(), **_SIZES[f"lsam/{size}"])
+        return LSAMSequenceModel(vocab_size, num_classes, replace(cfg, **overrides))
+    base = next(b for b in _NAMTM_BASES if name.startswith(b))
+    cfg = replace(cls(), **_SIZES[f"{base}/{size}"], **_NAMTM_VARIANTS[name])
+    return NAMTMSequenceModel(vocab_size, num_classes, replace(cfg, **overrides))
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:

@@ -11,7 +11,8 @@ name               model                                            paper size (
 ``lstm``           2-layer LSTM with attention
 ``dnc``            Differentiable Neural Computer
 ``stack-rnn``      Stack-RNN (Joulin & Mikolov 2015)
-``lsam``, ``nam-tm``, ``nam-tm-*``   from :func:`..sequence.build_memory_model`
+``lsam``, ``nam-tm-2022``, ``nam-tm-2023``, ``nam-tm*``   from :func:`..sequence.build_memory_model`
+                   (``nam-tm`` = ``nam-tm-2022``, the Table 2 model)
 =================  ===============================================  =========================
 
 ``quick`` sizes train in minutes on one CPU thread (0.1–0.6M parameters); ``paper`` sizes are
@@ -75,6 +76,8 @@ PAPER_PARAMS: dict[str, float] = {
     "lsam": 25.8,
     "nam-tm": 23.3,
     "nam-tm-nojump": 22.2,
+    "nam-tm-2022": 23.3,
+    "nam-tm-2022-nojump": 22.2,
 }
 
 
