@@ -17,7 +17,7 @@ def test_registered():
 
 def test_equivalence_check_passes_for_the_real_fast_paths():
     errors = mann.check_equivalence()
-    assert set(errors) == {"lsam", "nam-tm"}
+    assert set(errors) == {"lsam", "nam-tm-2022", "nam-tm-2023"}
     assert all(e < mann.TOL for e in errors.values()), errors
 
 
@@ -38,12 +38,18 @@ def test_run_writes_json_png_rows_and_ratios(tmp_path, capsys):
     assert (tmp_path / "mann.png").stat().st_size > 0
     assert saved["rows"] == result["rows"]
     impls = {(r["family"], r["impl"]) for r in result["rows"]}
-    assert impls == {(f, i) for f in ("lsam", "nam-tm") for i in ("fast", "reference", "nn.LSTM")}
+    want = {("lsam", i) for i in ("fast", "reference", "nn.LSTM")}
+    want |= {(f, i) for f in ("nam-tm-2022", "nam-tm-2023") for i in mann._impls(f)}
+    assert impls == want
     assert all(r["step_ms"] > 0 for r in result["rows"])
     assert set(result["targets"]) == {
-        "quick: NAM-TM reference / fast (step)",
-        "quick: LSAM fast / nn.LSTM (step)",
+        "quick: lsam fast / nn.LSTM (step)",
+        "quick: nam-tm-2022 fast / nn.LSTM (step)",
+        "quick: nam-tm-2023 fast / nn.LSTM (step)",
     }
+    assert "quick: nam-tm-2023 torch loop / kernel (step)" in result["ratios"]
+    peers = {r["width"] for r in result["rows"] if r["impl"] == "nn.LSTM"}
+    assert peers == {256, 128}  # same width as the model, 2 layers
     assert torch.get_num_threads() == 1
     assert "| quick | lsam | fast |" in capsys.readouterr().out
 
@@ -55,8 +61,15 @@ def test_peak_memory_probe_runs_in_a_fresh_process():
 
 
 def test_refuses_to_time_a_failing_fast_path(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(mann, "check_equivalence", lambda: {"lsam": 0.5, "nam-tm": 0.0})
-    result = mann.run(quick=True, out_dir=tmp_path, shapes=TINY, reps=1, memory=False)
+    monkeypatch.setattr(mann, "check_equivalence", lambda names: {"lsam": 0.5, "nam-tm-2023": 0.0})
+    result = mann.run(
+        quick=True,
+        out_dir=tmp_path,
+        shapes=TINY,
+        reps=1,
+        memory=False,
+        families=("lsam", "nam-tm-2023"),
+    )
     assert result["refused"] == ["lsam"]
-    assert {r["family"] for r in result["rows"]} == {"nam-tm"}
+    assert {r["family"] for r in result["rows"]} == {"nam-tm-2023"}
     assert "refusing to time 'lsam'" in capsys.readouterr().out

@@ -33,6 +33,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _tape_kernel
+
 __all__ = ["EPS", "tape_scan", "tape_scan_autograd"]
 
 EPS = 1e-6
@@ -218,8 +220,14 @@ class _TapeScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, W, NPE, Q, A, KK, PWK, TT0, KT0, H0, d, key_mode, shift, use_kernel):
-        kernel = None
-        R, TT, KT, H, aux = _torch_forward(W, NPE, Q, A, KK, PWK, TT0, KT0, H0, d, key_mode, shift)
+        kernel = _tape_kernel.get() if use_kernel else None
+        if kernel is not None and kernel.supports(W):
+            R, TT, KT, H, aux = kernel.forward(W, NPE, Q, A, KK, PWK, TT0, KT0, H0, d, key_mode)
+        else:
+            kernel = None
+            R, TT, KT, H, aux = _torch_forward(
+                W, NPE, Q, A, KK, PWK, TT0, KT0, H0, d, key_mode, shift
+            )
         ctx.save_for_backward(W, NPE, Q, A, KK, PWK, TT0, KT0, H0, TT, KT, *aux)
         ctx.static = (d, key_mode, shift, kernel, len(aux))
         if KT is None:

@@ -8,8 +8,9 @@ One step, with input ``x_t`` and previous hidden ``h_{t-1}``::
     h_t         = RD(M_t, mu(q), p_r)                        # per head, heads concatenated
 
 :class:`LSAMCell` is the line-by-line form built on :func:`nam_read` / :func:`nam_write` (it is the
-reference the fast path is tested against). :class:`LSAM` follows ``nn.LSTM``'s calling convention
-and is the fast path: the input half of every projection is one matmul over the whole sequence, and
+reference the fast path is tested against). :class:`LSAM` follows the library's sequence protocol
+(``forward(x, state=None, padding_mask=None) -> (y, LSAMState)``, ``step``, ``init_state``) and is
+the fast path: the input half of every projection is one matmul over the whole sequence, and
 each step does one ``addmm`` plus a handful of per-head ops (tied erase folds into one rank-1
 update ``M + p_w (v - M k) k^T``), inside an ``autograd.Function`` (:class:`_LSAMScan`) whose
 hand-written backward rebuilds each previous memory instead of storing one per step.
@@ -21,18 +22,30 @@ Shapes: ``B`` batch, ``T`` time, ``H`` heads, ``d = hidden_size / H`` head size,
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
 from ..functional import nam_read, nam_write, unit_norm
 from ._checks import check_padding_mask
 
 __all__ = ["LSAM", "LSAMCell", "LSAMState"]
 
-LSAMState = tuple[Tensor, Tensor]
-"""``(M, h)``: ``M [L*D, B, H/D, d, d]`` memories and ``h [L*D, B, hidden/D]`` hidden states
-(``L`` layers, ``D`` directions), the layout of ``nn.LSTM``'s ``(h_n, c_n)``."""
+
+class LSAMState(NamedTuple):
+    """State of :class:`LSAM` (batch first; ``L`` layers, ``D`` directions, ``H`` heads).
+
+    Fields:
+        M: `[B, L*D, H/D, d, d]` memories (value rows, key columns), layer-major then direction.
+        h: `[B, L*D, hidden/D]` hidden states.
+
+    :class:`LSAMCell` uses the same type for one layer: ``M [B, H, d, d]``, ``h [B, hidden]``.
+    """
+
+    M: Tensor
+    h: Tensor
+
 
 _EPS = 1e-6
 
@@ -82,7 +95,7 @@ class LSAMCell(nn.Module):
         self.input_proj = nn.Linear(input_size, self.proj_size, bias=bias)
         self.hidden_proj = nn.Linear(hidden_size, self.proj_size, bias=False)
 
-    def init_state(self, batch: int, *, dtype=None, device=None) -> LSAMState:
+    def init_state(self, batch: int, device=None, dtype=None) -> LSAMState:
         """Zero memories `[B, H, d, d]` and zero hidden `[B, hidden_size]`."""
         _check_int("batch", batch)
         p = self.input_proj.weight
@@ -90,7 +103,7 @@ class LSAMCell(nn.Module):
         M = torch.zeros(
             batch, self.num_heads, self.head_dim, self.head_dim, dtype=dtype, device=device
         )
-        return M, torch.zeros(batch, self.hidden_size, dtype=dtype, device=device)
+        return LSAMState(M, torch.zeros(batch, self.hidden_size, dtype=dtype, device=device))
 
     def _split(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         """`[B, P]` -> q, k, v `[B, H, d]`, p_r, p_w `[B, H]`, p_e `[B, H]` or None."""
@@ -128,7 +141,7 @@ class LSAMCell(nn.Module):
         M_t = nam_write(M, unit_norm(k), v, p_w, p_e)
         h_t = nam_read(M_t, unit_norm(q), p_r).reshape(B, self.hidden_size)
         h_carry = h_t if pad_t is None else torch.where(pad_t[:, None], h, h_t)
-        return h_t, (M_t, h_carry)
+        return h_t, LSAMState(M_t, h_carry)
 
 
 class _LSAMScan(torch.autograd.Function):
@@ -182,15 +195,28 @@ class _LSAMScan(torch.autograd.Function):
             h_t = torch.mul(y, g[..., 0:1]).view(B, -1)
             out[t] = h_t
             h = h_t if keep is None else torch.where(keep[t].view(B, H)[:, :1] > 0, h_t, h)
-        ctx.save_for_backward(W, M, QK, NRM, GR, VV, MK, Y, HP, keep)
+        ctx.save_for_backward(X, M0, h0, W, M, QK, NRM, GR, VV, MK, Y, HP, keep)
         ctx.shape = (T, B, H, d, G, reverse)
         return out, M.view(B, H, d, d), h
 
     @staticmethod
-    @once_differentiable  # first-order only: a double backward raises instead of lying
     def backward(ctx, d_out, d_MT, d_hT):
-        W, M_T, QK, NRM, GR, VV, MK, Y, HP, keep = ctx.saved_tensors
+        X, M0, h0, W, M_T, QK, NRM, GR, VV, MK, Y, HP, keep = ctx.saved_tensors
         T, B, H, d, G, reverse = ctx.shape
+        d_out = torch.zeros_like(HP) if d_out is None else d_out
+        d_MT = torch.zeros_like(M0) if d_MT is None else d_MT
+        d_hT = torch.zeros_like(h0) if d_hT is None else d_hT
+        if torch.is_grad_enabled():
+            # create_graph=True: the gradient must itself be differentiable. Recompute through the
+            # autograd twin, whose graph is exact to any order.
+            inputs = (X, W, M0, h0)
+            with torch.enable_grad():
+                outs = _lsam_scan_autograd(X, W, M0, h0, keep, H, d, G, reverse)
+                need = [t for t in inputs if t.requires_grad]
+                grads = iter(
+                    torch.autograd.grad(outs, need, (d_out, d_MT, d_hT), create_graph=True)
+                )
+            return (*(next(grads) if t.requires_grad else None for t in inputs), *[None] * 5)
         BH = B * H
         M = M_T.clone()
         dM = d_MT.reshape(BH, d, d).clone()
@@ -251,6 +277,31 @@ class _LSAMScan(torch.autograd.Function):
         return dZ, dW, dM.view(B, H, d, d), dh, None, None, None, None, None
 
 
+def _lsam_scan_autograd(X, W, M0, h0, keep, H, d, G, reverse):
+    """:class:`_LSAMScan`'s math out of place, differentiated by autograd (any order)."""
+    T, B, P = X.shape
+    BH = B * H
+    M = M0.reshape(BH, d, d)
+    h = h0
+    outs: list[Tensor] = [X.new_empty(0)] * T
+    for t in range(T - 1, -1, -1) if reverse else range(T):
+        z = (X[t] + h @ W.t()).view(BH, 1, P // H)
+        qk = z[..., : 2 * d].view(BH, 2, d)
+        qk = qk / torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(_EPS)
+        q, k = qk[:, 0:1], qk[:, 1:2]
+        g = torch.sigmoid(z[..., 3 * d :])
+        if keep is not None:
+            g = g * keep[t]
+        Mk = k @ M.transpose(1, 2)
+        v = z[..., 2 * d : 3 * d]
+        u = (v - Mk) * g[..., 1:2] if G == 2 else v * g[..., 1:2] - Mk * g[..., 2:3]
+        M = M + u.transpose(1, 2) * k
+        h_t = ((q @ M.transpose(1, 2)) * g[..., 0:1]).view(B, -1)
+        outs[t] = h_t
+        h = h_t if keep is None else torch.where(keep[t].view(B, H)[:, :1] > 0, h_t, h)
+    return torch.stack(outs), M.view(B, H, d, d), h
+
+
 def _fast_direction(
     cell: LSAMCell, X: Tensor, M: Tensor, h: Tensor, keep: Tensor | None, reverse: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -271,7 +322,7 @@ def _fast_direction(
 
 
 class LSAM(nn.Module):
-    """A stack of LSAM layers with ``nn.LSTM``'s calling convention.
+    """A stack of LSAM layers: ``forward(x, state=None, padding_mask=None) -> (y, LSAMState)``.
 
     Args:
         input_size: features of ``x``.
@@ -336,15 +387,16 @@ class LSAM(nn.Module):
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
-    def init_state(self, batch: int, *, dtype=None, device=None) -> LSAMState:
-        """Zero state: ``M [L*D, B, H/D, d, d]``, ``h [L*D, B, hidden/D]``."""
+    def init_state(self, batch: int, device=None, dtype=None) -> LSAMState:
+        """Zero state: ``M [B, L*D, H/D, d, d]``, ``h [B, L*D, hidden/D]``."""
         _check_int("batch", batch)
         p = self.cells[0].input_proj.weight
         dtype, device = dtype or p.dtype, device or p.device
-        LD, D = self.num_layers * self.num_directions, self.num_directions
-        d = self.head_dim
-        M = torch.zeros(LD, batch, self.num_heads // D, d, d, dtype=dtype, device=device)
-        return M, torch.zeros(LD, batch, self.hidden_size // D, dtype=dtype, device=device)
+        want_M, want_h = self._state_shapes(batch)
+        return LSAMState(
+            torch.zeros(want_M, dtype=dtype, device=device),
+            torch.zeros(want_h, dtype=dtype, device=device),
+        )
 
     # -- validation -------------------------------------------------------------------------------
 
@@ -366,84 +418,38 @@ class LSAM(nn.Module):
         return x
 
     def _check_state(self, state: object, B: int, ref: Tensor) -> LSAMState:
+        if state is None:
+            return self.init_state(B, ref.device, ref.dtype)
         if not (isinstance(state, tuple) and len(state) == 2):
-            raise TypeError(f"state: expected a tuple (M, h) or None, got {type(state).__name__}")
+            raise TypeError(
+                f"state: expected an LSAMState (M, h) or None, got {type(state).__name__}"
+            )
         M, h = state
         want_M, want_h = self._state_shapes(B)
         if not isinstance(M, Tensor) or tuple(M.shape) != want_M:
             got = tuple(M.shape) if isinstance(M, Tensor) else type(M).__name__
-            raise ValueError(
-                f"state[0] (M): expected shape {want_M} ([L*D, B, H/D, d, d]), got {got}"
-            )
+            raise ValueError(f"state.M: expected shape {want_M} ([B, L*D, H/D, d, d]), got {got}")
         if not isinstance(h, Tensor) or tuple(h.shape) != want_h:
             got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
-            raise ValueError(
-                f"state[1] (h): expected shape {want_h} ([L*D, B, hidden/D]), got {got}"
-            )
+            raise ValueError(f"state.h: expected shape {want_h} ([B, L*D, hidden/D]), got {got}")
         if M.dtype != ref.dtype or h.dtype != ref.dtype:
             raise TypeError(
                 f"state: expected dtype {ref.dtype} (same as x), got {M.dtype}, {h.dtype}"
             )
-        return M, h
+        return LSAMState(M, h)
 
     def _state_shapes(self, B: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         LD, D, d = self.num_layers * self.num_directions, self.num_directions, self.head_dim
-        return (LD, B, self.num_heads // D, d, d), (LD, B, self.hidden_size // D)
-
-    def _padding(
-        self, padding_mask: object, lengths: object, B: int, T: int, device
-    ) -> Tensor | None:
-        """Return `[B, T]` bool (True = padding) from either form, or None."""
-        if padding_mask is not None and lengths is not None:
-            raise ValueError("padding_mask, lengths: expected at most one of them, got both")
-        if lengths is not None:
-            if not isinstance(lengths, Tensor) or lengths.dim() != 1 or lengths.shape[0] != B:
-                got = (
-                    tuple(lengths.shape) if isinstance(lengths, Tensor) else type(lengths).__name__
-                )
-                raise ValueError(
-                    f"lengths: expected an integer tensor of shape [B] = ({B},), got {got}"
-                )
-            if lengths.is_floating_point() or lengths.dtype == torch.bool:
-                raise TypeError(f"lengths: expected an integer dtype, got {lengths.dtype}")
-            if bool((lengths < 1).any()) or bool((lengths > T).any()):
-                raise ValueError(
-                    f"lengths: expected values in [1, T={T}], got [{int(lengths.min())}, "
-                    f"{int(lengths.max())}]"
-                )
-            return torch.arange(T, device=device)[None, :] >= lengths.to(device)[:, None]
-        return check_padding_mask(padding_mask, B, T)
+        return (B, LD, self.num_heads // D, d, d), (B, LD, self.hidden_size // D)
 
     # -- forward ----------------------------------------------------------------------------------
 
-    def forward(
-        self,
-        x: Tensor,
-        state: LSAMState | None = None,
-        padding_mask: Tensor | None = None,
-        lengths: Tensor | None = None,
-    ) -> tuple[Tensor, LSAMState]:
-        """Run the whole sequence (fast path).
-
-        Args:
-            x: `[B, T, input_size]` (or `[T, B, input_size]` when ``batch_first=False``).
-            state: ``(M, h)`` as returned by a previous call or :meth:`init_state`; None = zeros.
-            padding_mask: `[B, T]` bool, True = padding (anywhere in the sequence): padded steps
-                write nothing, keep the state and output zeros.
-            lengths: `[B]` integer lengths, an alternative to ``padding_mask`` (right padding).
-        Returns:
-            ``output`` `[B, T, hidden_size]` (time-major if not ``batch_first``) and the final
-            state (after each sequence's last real token).
-        """
+    def _run(self, x: Tensor, state: object, padding_mask: object, reference: bool):
         x = self._check_x(x)
         xs = x.transpose(0, 1) if self.batch_first else x  # [T, B, F]
         T, B = xs.shape[0], xs.shape[1]
-        pad = self._padding(padding_mask, lengths, B, T, x.device)
-        M0, h0 = (
-            self.init_state(B, dtype=x.dtype, device=x.device)
-            if state is None
-            else (self._check_state(state, B, x))
-        )
+        pad = check_padding_mask(padding_mask, B, T)
+        M0, h0 = self._check_state(state, B, x)
         keep = None if pad is None else (~pad).t().to(x.dtype).unsqueeze(-1)  # [T, B, 1]
         D = self.num_directions
         Ms, hs = [], []
@@ -453,8 +459,15 @@ class LSAM(nn.Module):
             for direction in range(D):
                 i = layer * D + direction
                 cell = self.cells[i]
-                X = cell.input_proj(inp)  # [T, B, P]: the input half for every step at once
-                out, M, h = _fast_direction(cell, X, M0[i], h0[i], keep, reverse=direction == 1)
+                if reference:
+                    st = LSAMState(M0[:, i], h0[:, i])
+                    ys: list[Tensor] = [x.new_empty(0)] * T
+                    for t in range(T - 1, -1, -1) if direction == 1 else range(T):
+                        ys[t], st = cell(inp[t], st, None if pad is None else pad[:, t])
+                    out, M, h = torch.stack(ys), st.M, st.h
+                else:
+                    X = cell.input_proj(inp)  # [T, B, P]: the input half for every step at once
+                    out, M, h = _fast_direction(cell, X, M0[:, i], h0[:, i], keep, direction == 1)
                 outs.append(out)
                 Ms.append(M)
                 hs.append(h)
@@ -462,72 +475,54 @@ class LSAM(nn.Module):
             if self.dropout and self.training and layer < self.num_layers - 1:
                 inp = nn.functional.dropout(inp, self.dropout, training=True)
         out = inp.transpose(0, 1) if self.batch_first else inp
-        return out, (torch.stack(Ms), torch.stack(hs))
+        return out, LSAMState(torch.stack(Ms, 1), torch.stack(hs, 1))
+
+    def forward(
+        self, x: Tensor, state: LSAMState | None = None, padding_mask: Tensor | None = None
+    ) -> tuple[Tensor, LSAMState]:
+        """Run the whole sequence (fast path).
+
+        Args:
+            x: `[B, T, input_size]` (or `[T, B, input_size]` when ``batch_first=False``).
+            state: an :class:`LSAMState` from a previous call or :meth:`init_state`; None = zeros.
+            padding_mask: `[B, T]` bool, True = padding (anywhere in the sequence): padded steps
+                write nothing, keep the state and output zeros.
+        Returns:
+            ``output`` `[B, T, hidden_size]` (time-major if not ``batch_first``) and the final
+            state (after each sequence's last real token).
+        """
+        return self._run(x, state, padding_mask, reference=False)
 
     def forward_reference(
-        self,
-        x: Tensor,
-        state: LSAMState | None = None,
-        padding_mask: Tensor | None = None,
-        lengths: Tensor | None = None,
+        self, x: Tensor, state: LSAMState | None = None, padding_mask: Tensor | None = None
     ) -> tuple[Tensor, LSAMState]:
         """The same as :meth:`forward`, stepping :class:`LSAMCell` line by line (the slow twin)."""
-        x = self._check_x(x)
-        xs = x.transpose(0, 1) if self.batch_first else x
-        T, B = xs.shape[0], xs.shape[1]
-        pad = self._padding(padding_mask, lengths, B, T, x.device)
-        M0, h0 = (
-            self.init_state(B, dtype=x.dtype, device=x.device)
-            if state is None
-            else (self._check_state(state, B, x))
-        )
-        D = self.num_directions
-        Ms, hs = [], []
-        inp = xs
-        for layer in range(self.num_layers):
-            outs = []
-            for direction in range(D):
-                i = layer * D + direction
-                st = (M0[i], h0[i])
-                ys: list[Tensor] = [x.new_empty(0)] * T
-                order = range(T - 1, -1, -1) if direction == 1 else range(T)
-                for t in order:
-                    ys[t], st = self.cells[i](inp[t], st, None if pad is None else pad[:, t])
-                outs.append(torch.stack(ys))
-                Ms.append(st[0])
-                hs.append(st[1])
-            inp = outs[0] if D == 1 else torch.cat(outs, dim=-1)
-            if self.dropout and self.training and layer < self.num_layers - 1:
-                inp = nn.functional.dropout(inp, self.dropout, training=True)
-        out = inp.transpose(0, 1) if self.batch_first else inp
-        return out, (torch.stack(Ms), torch.stack(hs))
+        return self._run(x, state, padding_mask, reference=True)
 
     def step(self, x_t: Tensor, state: LSAMState | None = None) -> tuple[Tensor, LSAMState]:
         """One token through every layer (unidirectional only).
 
         Args:
             x_t: `[B, input_size]`.
-            state: ``(M, h)`` or None (zeros).
+            state: an :class:`LSAMState` or None (zeros).
         Returns:
             ``out_t [B, hidden_size]`` and the new state.
         """
         if self.bidirectional:
-            raise ValueError("step: expected a unidirectional LSAM, got bidirectional=True")
+            raise NotImplementedError(
+                "LSAM(bidirectional=True).step: half of the heads read the sequence backwards "
+                "from its end, so the model cannot run token by token"
+            )
         if not isinstance(x_t, Tensor) or x_t.dim() != 2 or x_t.shape[1] != self.input_size:
             got = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
             raise ValueError(f"x_t: expected shape [B, {self.input_size}], got {got}")
-        B = x_t.shape[0]
-        M0, h0 = (
-            self.init_state(B, dtype=x_t.dtype, device=x_t.device)
-            if state is None
-            else (self._check_state(state, B, x_t))
-        )
+        M0, h0 = self._check_state(state, x_t.shape[0], x_t)
         Ms, hs = [], []
         inp = x_t
         for layer, cell in enumerate(self.cells):
-            inp, (M, h) = cell(inp, (M0[layer], h0[layer]))
+            inp, (M, h) = cell(inp, LSAMState(M0[:, layer], h0[:, layer]))
             Ms.append(M)
             hs.append(h)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 inp = nn.functional.dropout(inp, self.dropout, training=True)
-        return inp, (torch.stack(Ms), torch.stack(hs))
+        return inp, LSAMState(torch.stack(Ms, 1), torch.stack(hs, 1))

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from ..functional import nam_read, nam_write, unit_norm
 from ._checks import check_padding_mask
+from ._gru import bigru_forward
 from ._tape_scan import tape_scan
 
 __all__ = [
@@ -304,10 +305,16 @@ class NAMTuringMachine(nn.Module):
         """The controller over all steps at once -> outputs `[B, T, dim]` and the final ``h, c``
         (right padding: taken after each sequence's last real token)."""
         lstm = self.controller_kind == "lstm"
-        hc = (st.h.unsqueeze(0).contiguous(), st.c.unsqueeze(0).contiguous()) if lstm else None
+        if not lstm:  # fused forward, hand-written backward (nn.GRU trains op by op on CPU)
+            return (
+                bigru_forward(self.controller, x, None if pad is None else (~pad).sum(1)),
+                st.h,
+                st.c,
+            )
+        hc = (st.h.unsqueeze(0).contiguous(), st.c.unsqueeze(0).contiguous())
         if pad is None:
             c, hn = self.controller(x, hc)
-            return (c, hn[0][0], hn[1][0]) if lstm else (c, st.h, st.c)
+            return c, hn[0][0], hn[1][0]
         lengths = (~pad).sum(1)
         # An all-padding row: pack_padded_sequence needs length >= 1; the row's state must not
         # move, so run it with length 1 and restore the state below.
@@ -316,8 +323,6 @@ class NAMTuringMachine(nn.Module):
         )
         c, hn = self.controller(packed, hc)
         c, _ = nn.utils.rnn.pad_packed_sequence(c, batch_first=True, total_length=x.shape[1])
-        if not lstm:
-            return c, st.h, st.c
         empty = pad.all(1)[:, None]
         return c, torch.where(empty, st.h, hn[0][0]), torch.where(empty, st.c, hn[1][0])
 

@@ -1,0 +1,233 @@
+/* NAM-TM tape recurrence, forward and hand-written backward (see _tape_scan.py for the math).
+ *
+ * Compiled on first use by _tape_kernel.py (cc -O3 -march=native -shared) and called through
+ * ctypes on tensor data pointers; the PyTorch loop in _tape_scan.py is the fallback and the
+ * tests compare the two. Every (batch, tape) pair `bn` is independent: its whole time loop runs
+ * with its tape in L1 cache, and each step is one fused pass over the tape rows (write, read and
+ * jump look-up of a row while it is in registers) instead of several batched ops.
+ *
+ * Layouts (contiguous, time-major). Tape rows and heads are zero-padded from L to Lp cells, keys
+ * and queries from d to dp entries (multiples of VW), so every row operation is whole vectors;
+ * padding stays exactly zero (it is multiplied by zero head / key entries) and head moves only
+ * touch the L real cells. W [T, BN, D]; NPE (-p_e) [T, BN] or NULL; Q [T, BN, dp] or NULL;
+ * A [T, BN, 2, 4] (noop, left, right, jump); KK [T, BN, dp] / PWK [T, BN] ("key" mode, PWK may be
+ * NULL = 1); TT [BN, D, Lp]; KT [BN, L, dp]; H [BN, 2, Lp]; R [T, BN, d].
+ * key_mode: 0 none, 1 position, 2 key.
+ * Saved by the forward: HS [T, BN, 2, Lp] heads before each step, NR [T, BN, 2] their norms,
+ * THW [T, BN, D] = TT h_w (with erase), SS [T, BN, L] = KT k ("key" mode with erase).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EPS 1e-6
+#define VW 16 /* padding unit of tape rows and keys */
+
+#define DEFINE_KERNELS(S, SUF)                                                                     \
+    /* n is a multiple of VW (rows are zero-padded): fixed-width chunks vectorise without tails */ \
+    static inline S dot_##SUF(const S *a, const S *b, long n) {                                    \
+        S acc[VW] = {0};                                                                           \
+        for (long i = 0; i < n; i += VW)                                                           \
+            for (int c = 0; c < VW; c++) acc[c] += a[i + c] * b[i + c];                            \
+        S s = 0;                                                                                   \
+        for (int c = 0; c < VW; c++) s += acc[c];                                                  \
+        return s;                                                                                  \
+    }                                                                                              \
+    static inline void axpy_##SUF(S *y, S a, const S *x, long n) {                                 \
+        for (long i = 0; i < n; i += VW)                                                           \
+            for (int c = 0; c < VW; c++) y[i + c] += a * x[i + c];                                 \
+    }                                                                                              \
+                                                                                                   \
+    int namtm_forward_##SUF(long T, long BN, long d, long dp, long D, long L, long Lp, int key_mode, \
+                            const S *W, const S *NPE, const S *Q, const S *A, const S *KK,         \
+                            const S *PWK, S *TT, S *KT, S *H, S *R, S *HS, S *NR, S *THW, S *SS) { \
+        S *buf = (S *)calloc(5 * Lp, sizeof(S));                                                   \
+        if (!buf) return 1;                                                                        \
+        S *hn = buf, *j = buf + 2 * Lp, *hnew = buf + 3 * Lp;                                      \
+        for (long bn = 0; bn < BN; bn++) {                                                         \
+            S *tt = TT + bn * D * Lp, *h = H + bn * 2 * Lp;                                        \
+            S *kt = KT ? KT + bn * L * dp : NULL;                                                  \
+            for (long t = 0; t < T; t++) {                                                         \
+                long tb = t * BN + bn;                                                             \
+                const S *w = W + tb * D;                                                           \
+                const S npe = NPE ? NPE[tb] : 0;                                                   \
+                memcpy(HS + tb * 2 * Lp, h, sizeof(S) * 2 * Lp);                                   \
+                for (int hd = 0; hd < 2; hd++) {                                                   \
+                    S nrm = sqrt(dot_##SUF(h + hd * Lp, h + hd * Lp, Lp));                         \
+                    NR[tb * 2 + hd] = nrm;                                                         \
+                    S den = nrm > EPS ? nrm : (S)EPS;                                              \
+                    for (long l = 0; l < Lp; l++) hn[hd * Lp + l] = h[hd * Lp + l] / den;          \
+                }                                                                                  \
+                const S *hr = hn, *hw = hn + Lp;                                                   \
+                if (key_mode) memset(j, 0, sizeof(S) * Lp);                                        \
+                const S *q = Q ? Q + tb * dp : NULL;                                               \
+                for (long i = 0; i < D; i++) {                                                     \
+                    S *row = tt + i * Lp;                                                          \
+                    S u = w[i];                                                                    \
+                    if (NPE) {                                                                     \
+                        S thw = dot_##SUF(row, hw, Lp);                                            \
+                        THW[tb * D + i] = thw;                                                     \
+                        u += npe * thw;                                                            \
+                    }                                                                              \
+                    axpy_##SUF(row, u, hw, Lp);                                                    \
+                    if (i < d)                                                                     \
+                        R[tb * d + i] = dot_##SUF(row, hr, Lp);                                    \
+                    else if (key_mode == 1)                                                        \
+                        axpy_##SUF(j, q[i - d], row, Lp);                                          \
+                }                                                                                  \
+                if (key_mode == 2) {                                                               \
+                    const S *k = KK + tb * dp, *wr = h + Lp;                                       \
+                    const S pw = PWK ? PWK[tb] : 1;                                                \
+                    for (long l = 0; l < L; l++) {                                                 \
+                        S *krow = kt + l * dp;                                                     \
+                        S u2 = pw * wr[l];                                                         \
+                        if (NPE) {                                                                 \
+                            S s = dot_##SUF(krow, k, dp);                                          \
+                            SS[tb * L + l] = s;                                                    \
+                            u2 += npe * s;                                                         \
+                        }                                                                          \
+                        axpy_##SUF(krow, u2, k, dp);                                               \
+                        j[l] = dot_##SUF(krow, q, dp);                                             \
+                    }                                                                              \
+                }                                                                                  \
+                const S *a = A + tb * 8;                                                           \
+                for (int hd = 0; hd < 2; hd++) {                                                   \
+                    const S *hp = h + hd * Lp, *ah = a + hd * 4;                                   \
+                    S *hq = hnew + hd * Lp;                                                        \
+                    for (long l = 0; l < L; l++) {                                                 \
+                        long lp = l + 1 == L ? 0 : l + 1, lm = l == 0 ? L - 1 : l - 1;             \
+                        S v = ah[0] * hp[l] + ah[1] * hp[lp] + ah[2] * hp[lm];                     \
+                        if (key_mode) v += ah[3] * j[l];                                           \
+                        hq[l] = v;                                                                 \
+                    }                                                                              \
+                }                                                                                  \
+                memcpy(h, hnew, sizeof(S) * 2 * Lp); /* padding cells stay 0 */                    \
+            }                                                                                      \
+        }                                                                                          \
+        free(buf);                                                                                 \
+        return 0;                                                                                  \
+    }                                                                                              \
+                                                                                                   \
+    /* TT, KT: final tapes (rebuilt in place back to the initial ones); dTT, dKT, dH: gradients   \
+     * w.r.t. the final state (turned in place into those w.r.t. the initial state). */            \
+    int namtm_backward_##SUF(long T, long BN, long d, long dp, long D, long L, long Lp,            \
+                             int key_mode, const S *W, const S *NPE, const S *Q, const S *A,       \
+                             const S *KK, const S *PWK, const S *HS, const S *NR, const S *THW,    \
+                             const S *SS, S *TT, S *KT, const S *dR, S *dTT, S *dKT, S *dH, S *dW, \
+                             S *dNPE, S *dQ, S *dA, S *dKK, S *dPWK) {                             \
+        S *buf = (S *)calloc(9 * Lp + 2 * dp, sizeof(S));                                          \
+        if (!buf) return 1;                                                                        \
+        S *hn = buf, *j = buf + 2 * Lp, *dj = buf + 3 * Lp, *dhp = buf + 4 * Lp;                   \
+        S *dhn = buf + 6 * Lp, *dq = buf + 9 * Lp, *dk = buf + 9 * Lp + dp;                        \
+        for (long bn = 0; bn < BN; bn++) {                                                         \
+            S *tt = TT + bn * D * Lp, *dtt = dTT + bn * D * Lp, *dh = dH + bn * 2 * Lp;            \
+            S *kt = KT ? KT + bn * L * dp : NULL, *dkt = dKT ? dKT + bn * L * dp : NULL;           \
+            for (long t = T - 1; t >= 0; t--) {                                                    \
+                long tb = t * BN + bn;                                                             \
+                const S *hp = HS + tb * 2 * Lp, *a = A + tb * 8;                                   \
+                const S npe = NPE ? NPE[tb] : 0;                                                   \
+                const S *q = Q ? Q + tb * dp : NULL;                                               \
+                S den[2];                                                                          \
+                for (int hd = 0; hd < 2; hd++) {                                                   \
+                    S nrm = NR[tb * 2 + hd];                                                       \
+                    den[hd] = nrm > EPS ? nrm : (S)EPS;                                            \
+                    for (long l = 0; l < Lp; l++) hn[hd * Lp + l] = hp[hd * Lp + l] / den[hd];     \
+                }                                                                                  \
+                const S *hr = hn, *hw = hn + Lp;                                                   \
+                /* the jump target of this step, from the tape after its write */                  \
+                if (key_mode == 1) {                                                               \
+                    memset(j, 0, sizeof(S) * Lp);                                                  \
+                    for (long i = 0; i < d; i++) axpy_##SUF(j, q[i], tt + (d + i) * Lp, Lp);       \
+                } else if (key_mode == 2) {                                                        \
+                    for (long l = 0; l < L; l++) j[l] = dot_##SUF(kt + l * dp, q, dp);             \
+                }                                                                                  \
+                /* H' = a0 H + a1 roll(H, -1) + a2 roll(H, 1) + a3 j */                            \
+                if (key_mode) memset(dj, 0, sizeof(S) * Lp);                                       \
+                for (int hd = 0; hd < 2; hd++) {                                                   \
+                    const S *x = hp + hd * Lp, *g = dh + hd * Lp, *ah = a + hd * 4;                \
+                    S *gp = dhp + hd * Lp, *da = dA + tb * 8 + hd * 4;                             \
+                    S d0 = 0, d1 = 0, d2 = 0, d3 = 0;                                              \
+                    for (long l = 0; l < L; l++) {                                                 \
+                        long lp = l + 1 == L ? 0 : l + 1, lm = l == 0 ? L - 1 : l - 1;             \
+                        d0 += g[l] * x[l];                                                         \
+                        d1 += g[l] * x[lp];                                                        \
+                        d2 += g[l] * x[lm];                                                        \
+                        gp[l] = ah[0] * g[l] + ah[1] * g[lm] + ah[2] * g[lp];                      \
+                    }                                                                              \
+                    if (key_mode) {                                                                \
+                        d3 = dot_##SUF(g, j, Lp);                                                  \
+                        axpy_##SUF(dj, ah[3], g, Lp);                                              \
+                    }                                                                              \
+                    da[0] = d0, da[1] = d1, da[2] = d2, da[3] = d3;                                \
+                }                                                                                  \
+                S dnpe = 0;                                                                        \
+                if (key_mode == 2) {                                                               \
+                    const S *k = KK + tb * dp, *wr = hp + Lp;                                      \
+                    const S pw = PWK ? PWK[tb] : 1;                                                \
+                    S dpw = 0;                                                                     \
+                    memset(dq, 0, sizeof(S) * 2 * dp);                                             \
+                    for (long l = 0; l < L; l++) {                                                 \
+                        S *krow = kt + l * dp, *dkrow = dkt + l * dp;                              \
+                        axpy_##SUF(dq, dj[l], krow, dp);                                           \
+                        axpy_##SUF(dkrow, dj[l], q, dp);                                           \
+                        S s = NPE ? SS[tb * L + l] : 0;                                            \
+                        S u2 = pw * wr[l] + npe * s;                                               \
+                        S du2 = dot_##SUF(dkrow, k, dp);                                           \
+                        axpy_##SUF(dk, u2, dkrow, dp);                                             \
+                        axpy_##SUF(krow, -u2, k, dp); /* rebuild KT_{t-1} */                       \
+                        dpw += du2 * wr[l];                                                        \
+                        dhp[Lp + l] += du2 * pw;                                                   \
+                        if (NPE) {                                                                 \
+                            dnpe += du2 * s;                                                       \
+                            S ds = npe * du2;                                                      \
+                            axpy_##SUF(dkrow, ds, k, dp);                                          \
+                            axpy_##SUF(dk, ds, krow, dp);                                          \
+                        }                                                                          \
+                    }                                                                              \
+                    memcpy(dQ + tb * dp, dq, sizeof(S) * dp);                                      \
+                    memcpy(dKK + tb * dp, dk, sizeof(S) * dp);                                     \
+                    if (PWK) dPWK[tb] = dpw;                                                       \
+                }                                                                                  \
+                memset(dhn, 0, sizeof(S) * 2 * Lp);                                                \
+                S *dhr = dhn, *dhw = dhn + Lp;                                                     \
+                const S *w = W + tb * D;                                                           \
+                for (long i = 0; i < D; i++) {                                                     \
+                    S *row = tt + i * Lp, *drow = dtt + i * Lp;                                    \
+                    if (i < d) { /* r_i = <row, h_r> */                                            \
+                        S g = dR[tb * d + i];                                                      \
+                        axpy_##SUF(dhr, g, row, Lp);                                               \
+                        axpy_##SUF(drow, g, hr, Lp);                                               \
+                    } else if (key_mode == 1) { /* j = sum_i q_i row_i */                          \
+                        dQ[tb * dp + i - d] = dot_##SUF(dj, row, Lp);                              \
+                        axpy_##SUF(drow, q[i - d], dj, Lp);                                        \
+                    }                                                                              \
+                    /* row = row_prev + u h_w, u = w_i + npe <row_prev, h_w> */                    \
+                    S thw = NPE ? THW[tb * D + i] : 0;                                             \
+                    S u = w[i] + npe * thw;                                                        \
+                    S du = dot_##SUF(drow, hw, Lp);                                                \
+                    axpy_##SUF(dhw, u, drow, Lp);                                                  \
+                    axpy_##SUF(row, -u, hw, Lp); /* rebuild TT_{t-1} */                            \
+                    dW[tb * D + i] = du;                                                           \
+                    if (NPE) {                                                                     \
+                        dnpe += du * thw;                                                          \
+                        S dthw = du * npe;                                                         \
+                        axpy_##SUF(dhw, dthw, row, Lp);                                            \
+                        axpy_##SUF(drow, dthw, hw, Lp);                                            \
+                    }                                                                              \
+                }                                                                                  \
+                if (NPE) dNPE[tb] = dnpe;                                                          \
+                /* unit heads: h = H / max(|H|, eps); padding cells stay 0 */                      \
+                for (int hd = 0; hd < 2; hd++) {                                                   \
+                    const S *g = dhn + hd * Lp, *x = hn + hd * Lp;                                 \
+                    S dt = NR[tb * 2 + hd] > EPS ? dot_##SUF(g, x, Lp) : 0;                        \
+                    for (long l = 0; l < Lp; l++)                                                  \
+                        dh[hd * Lp + l] = dhp[hd * Lp + l] + (g[l] - x[l] * dt) / den[hd];         \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        free(buf);                                                                                 \
+        return 0;                                                                                  \
+    }
+
+DEFINE_KERNELS(float, f32)
+DEFINE_KERNELS(double, f64)

@@ -1,0 +1,132 @@
+"""The compiled NAM-TM tape kernel: equal to the PyTorch loop and the line-by-line twin (outputs,
+states, all gradients), float32 and float64, odd sizes; the fallback when it is unavailable."""
+
+import pytest
+import torch
+
+from neural_attention_memory.models import _tape_kernel
+from neural_attention_memory.models.nam_tm import NAMTMState, NAMTuringMachine
+
+KINDS = {
+    "2022": {"controller": "bigru", "tied_erase": True, "key_tape": "position"},
+    "2023": {"controller": "lstm", "tied_erase": False, "key_tape": "key"},
+    "mix": {"controller": "lstm", "tied_erase": False, "key_tape": "position"},
+}
+VARIANTS = {
+    "full": {},
+    "nojump": {"actions": ("noop", "left", "right")},
+    "onlyjump": {"actions": ("noop", "jump")},
+    "norw": {"rw_prob": False},
+    "noerase": {"erase": False},
+}
+
+needs_kernel = pytest.mark.skipif(
+    _tape_kernel.get() is None, reason="no C compiler: the PyTorch loop is used"
+)
+
+
+def _runs(m, x, st, pad):
+    """Outputs + final state + every gradient for kernel, PyTorch loop and twin."""
+    params = [x, *st, *m.parameters()]
+    results = []
+    for run in (
+        lambda: m(x, st, pad, use_kernel=True),
+        lambda: m(x, st, pad, use_kernel=False),
+        lambda: m.forward_reference(x, st, pad),
+    ):
+        out, new = run()
+        outs = [out, *new]
+        g = torch.Generator().manual_seed(0)
+        cots = [torch.randn(o.shape, generator=g, dtype=o.dtype) for o in outs]
+        loss = sum((o * c).sum() for o, c in zip(outs, cots))
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        results.append([o.detach() for o in outs] + [gr for gr in grads if gr is not None])
+    return results
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kernel_equals_torch_loop_and_twin_float64(kind, variant):
+    # Odd sizes: L = 19 and d = 5 are padded to 32 and 16 inside the kernel.
+    torch.manual_seed(1)
+    m = NAMTuringMachine(6, 3, 5, tape_length=19, **KINDS[kind], **VARIANTS[variant]).double()
+    B, T = 3, 9
+    x = torch.randn(B, T, 6, dtype=torch.double, requires_grad=True)
+    s = m.init_state(B, dtype=torch.double, tape_length=19)
+    st = NAMTMState(*(t.normal_().requires_grad_() for t in s))
+    pad = torch.zeros(B, T, dtype=torch.bool)
+    pad[0, [1, 4]] = True
+    pad[2, 6:] = True
+    kernel, loop, twin = _runs(m, x, st, pad)
+    assert len(kernel) == len(loop) == len(twin)
+    for a, b, c in zip(kernel, loop, twin):
+        torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(b, c, rtol=1e-9, atol=1e-10)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", KINDS)
+def test_kernel_float32_agrees_with_float64(kind):
+    torch.manual_seed(2)
+    m = NAMTuringMachine(16, 4, 32, tape_length=41, **KINDS[kind])
+    m64 = NAMTuringMachine(16, 4, 32, tape_length=41, **KINDS[kind]).double()
+    m64.load_state_dict(m.state_dict())
+    x = torch.randn(4, 40, 16)
+    out32, st32 = m(x)
+    out64, st64 = m64(x.double(), use_kernel=False)
+    torch.testing.assert_close(out32.double(), out64, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(st32.tape.double(), st64.tape, rtol=1e-4, atol=1e-5)
+    g32 = torch.autograd.grad(out32.square().sum(), list(m.parameters()))
+    g64 = torch.autograd.grad(out64.square().sum(), list(m64.parameters()))
+    for a, b in zip(g32, g64):
+        assert float((a.double() - b).norm() / b.norm()) < 1e-4
+
+
+@needs_kernel
+def test_kernel_is_used_by_default():
+    calls = []
+    k = _tape_kernel.get()
+    original = type(k).forward
+
+    def spy(self, *args):
+        calls.append(1)
+        return original(self, *args)
+
+    try:
+        type(k).forward = spy
+        m = NAMTuringMachine(8, 2, 4)
+        m(torch.randn(2, 3, 8))
+        assert calls == [1]
+        m(torch.randn(2, 3, 8), use_kernel=False)
+        assert calls == [1]
+    finally:
+        type(k).forward = original
+
+
+def test_disabled_or_unbuildable_kernel_falls_back(monkeypatch):
+    monkeypatch.setenv("NAM_TAPE_KERNEL", "0")
+    assert _tape_kernel.get() is None
+    m = NAMTuringMachine(8, 2, 4).double()
+    x = torch.randn(2, 5, 8, dtype=torch.double)
+    torch.testing.assert_close(m(x)[0], m.forward_reference(x)[0], rtol=1e-10, atol=1e-10)
+    monkeypatch.delenv("NAM_TAPE_KERNEL")
+    monkeypatch.setattr(_tape_kernel, "_state", {})
+    monkeypatch.setattr(_tape_kernel, "_compiler", lambda: None)
+    with pytest.warns(UserWarning, match="tape kernel unavailable, using the PyTorch loop"):
+        assert _tape_kernel.get() is None
+    torch.testing.assert_close(m(x)[0], m.forward_reference(x)[0], rtol=1e-10, atol=1e-10)
+
+
+def test_build_reports_a_compiler_error(monkeypatch, tmp_path):
+    bad = tmp_path / "bad.c"
+    bad.write_text("this is not C\n")
+    monkeypatch.setattr(_tape_kernel, "SOURCE", bad)
+    monkeypatch.setenv("NAM_KERNEL_CACHE", str(tmp_path / "cache"))
+    if _tape_kernel._compiler() is None:
+        with pytest.raises(RuntimeError, match="no C compiler"):
+            _tape_kernel.build()
+    else:
+        with pytest.raises(RuntimeError, match="failed"):
+            _tape_kernel.build()
+    assert not list((tmp_path / "cache").glob("*.so"))  # nothing half-written left behind
