@@ -19,6 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from neural_attention_memory.layers import LinearAttention, NAMAttention, SoftmaxAttention
+from neural_attention_memory.models.lsam import LSAM
+from neural_attention_memory.models.nam_tm import NAMTuringMachine, nam_tm_2023
 from neural_attention_memory.models.transformer import TransformerConfig, TransformerEncoder
 
 DT = torch.float64
@@ -59,6 +61,15 @@ CAUSAL: dict[str, Factory] = {
     "transformer-nam-tied": _encoder("nam-tied", True, positional="sinusoidal"),
     "transformer-linear": _encoder("linear", True, positional="learned"),
     "transformer-softmax": _encoder("softmax", True, positional="learned"),
+    "lsam": lambda: (LSAM(12, 12, 4, num_layers=2), 12),
+    "lsam-separate-erase": lambda: (LSAM(12, 8, 2, separate_erase=True), 12),
+    "nam-tm-2023": lambda: (nam_tm_2023(12, 2, 4, tape_length=8), 12),
+    # The 2022 key tape (keys at positions) with the 2023 LSTM controller; the 2022 model itself
+    # (bidirectional GRU, tests/models/test_nam_tm.py) cannot step.
+    "nam-tm-position-keys": lambda: (
+        NAMTuringMachine(12, 2, 4, tape_length=8, key_tape="position", tied_erase=True),
+        12,
+    ),
 }
 
 NON_CAUSAL: dict[str, Factory] = {
