@@ -236,6 +236,8 @@ def _build_results(
         ),
         # Seconds spent in training + evaluation epochs, summed over resumed sessions.
         "wall_clock_s": module.elapsed_s,
+        # Process CPU seconds of the same epochs (the run's cost on a shared machine).
+        "cpu_time_s": module.cpu_s,
         "session_wall_clock_s": time.perf_counter() - session_t0,
         "checkpoints": {"last": LAST_CKPT, "best": BEST_CKPT},
         "history": history,

@@ -167,10 +167,14 @@ class TaskModule(L.LightningModule):
         self.seed = int(config.get("seed", 0))
         self.history: list[dict[str, Any]] = []
         self.elapsed_s = 0.0  # training wall-clock up to the last completed epoch (all sessions)
+        # Process CPU time of the same epochs: on a shared machine wall-clock mostly measures the
+        # other processes, CPU time measures the run.
+        self.cpu_s = 0.0
         self.last_eval: dict[str, dict[str, float]] = {}
         self._train_sums = _Sums()
         self._eval_sums: list[_Sums] = []
         self._epoch_t0 = 0.0
+        self._epoch_c0 = 0.0
         self._pending: dict[str, Any] = {}
         #: Set by the engine; its epoch is also set here in case a wrapper (e.g. Lightning's
         #: distributed sampler wrapper) does not forward ``set_epoch``.
@@ -216,6 +220,7 @@ class TaskModule(L.LightningModule):
         self._set_lr(self._lr_at(epoch, self.global_step))
         self._train_sums = _Sums()
         self._epoch_t0 = time.perf_counter()
+        self._epoch_c0 = time.process_time()
         self._pending = {"epoch": epoch, "lr": lr}
 
     def add_to_epoch_entry(self, **items: Any) -> None:
@@ -273,8 +278,11 @@ class TaskModule(L.LightningModule):
         for split, metrics in self.last_eval.items():
             entry.update({f"{split}/{k}": v for k, v in metrics.items()})
         epoch_s = time.perf_counter() - self._epoch_t0
+        epoch_cpu_s = time.process_time() - self._epoch_c0
         self.elapsed_s += epoch_s
+        self.cpu_s += epoch_cpu_s
         entry["epoch_s"] = epoch_s
+        entry["epoch_cpu_s"] = epoch_cpu_s
         self.history.append(entry)
         if self.on_epoch_end is not None:
             self.on_epoch_end(self)
@@ -304,7 +312,9 @@ class TaskModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["nam_history"] = self.history
         checkpoint["nam_elapsed_s"] = self.elapsed_s
+        checkpoint["nam_cpu_s"] = self.cpu_s
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = list(checkpoint.get("nam_history", []))
         self.elapsed_s = float(checkpoint.get("nam_elapsed_s", 0.0))
+        self.cpu_s = float(checkpoint.get("nam_cpu_s", 0.0))

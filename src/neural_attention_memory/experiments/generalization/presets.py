@@ -10,6 +10,10 @@ write a function ``task -> dict`` and add it to :data:`PRESETS` and a grid to :d
   200 epochs, 2,048 samples per evaluation split. A GPU job.
 - ``quick``: CPU-sized models (0.1–0.8M parameters), 1–10-digit training data, a few epochs at
   lr 3e-3; a few minutes per run on one CPU thread (:data:`QUICK_EPOCHS` per task).
+- ``medium``: the middle scale: 4x the quick data (32,768 training problems, 1,024 per evaluation
+  split; SCAN: every short command), the quick widths for the recurrent models and a 4-layer,
+  width-256 Transformer, and as many epochs as the slowest model (NAM-TM) fits in 30 minutes of
+  one CPU thread (:data:`MEDIUM_EPOCHS`). Why these choices: docs/generalization.md.
 """
 
 from __future__ import annotations
@@ -19,7 +23,18 @@ from typing import Any
 
 from ...tasks import algorithmic as alg
 
-__all__ = ["GRIDS", "PAPER_GRID", "PRESETS", "QUICK_EPOCHS", "QUICK_GRID", "paper", "quick"]
+__all__ = [
+    "GRIDS",
+    "MEDIUM_EPOCHS",
+    "MEDIUM_GRID",
+    "PAPER_GRID",
+    "PRESETS",
+    "QUICK_EPOCHS",
+    "QUICK_GRID",
+    "medium",
+    "paper",
+    "quick",
+]
 
 # Epochs of the quick preset per task (8,192 training samples an epoch at batch 32; SCAN 4,096).
 # Measured on one thread: NAM-TM reaches 100% OD-hard on palin after 1 epoch and 99.6% on reduce
@@ -99,8 +114,74 @@ def quick(task: str) -> dict[str, Any]:
     }
 
 
+# Epochs of the medium preset per task, sized by NAM-TM's cost (the slowest model per sample with
+# LSAM and DNC): about 6.5 ms of CPU per training problem of <= 33 tokens (batch 32, one thread),
+# so 7 epochs of 32,768 fib problems are ~25 minutes; SCAN's ~16,000 commands of ~58 tokens cost
+# ~11 ms each. reduce and palin are learnt by NAM-TM within 2 quick epochs, so they get fewer.
+MEDIUM_EPOCHS: dict[str, int] = {
+    "fib": 7,
+    "palin": 3,
+    "reduce": 3,
+    "dyck4": 3,
+    "copy": 3,
+    "repeat-copy": 3,
+    "scan": 8,
+}
+
+
+def _medium_splits() -> dict[str, dict[str, Any]]:
+    splits = alg.default_splits()
+    splits["train"]["count"] = 32_768
+    for name in ("id", "od_easy", "od_hard", "test"):
+        splits[name]["count"] = 1_024
+    return splits
+
+
+def medium(task: str) -> dict[str, Any]:
+    """The middle scale for ``task``: each run <= 30 minutes of one CPU thread (see module doc)."""
+    data: dict[str, Any]
+    if task == "scan":
+        # Every short command (16,990) less the 1,000 held out for model selection.
+        data = {"id_count": 1_000, "test_count": 2_048, "slots": 48, "max_train_actions": 22}
+    else:
+        data = {"splits": _medium_splits(), "params": {}}
+    # Attention models get the usual Transformer recipe (smaller lr, warm-up); the width-128,
+    # 3-layer quick Transformer learnt fib too slowly (46% ID token accuracy after 4 epochs).
+    attention = {"optim": {"lr": 1e-3, "warmup_steps": 1_000}}
+    return {
+        "seed": 0,
+        "model": {"name": "nam-tm", "size": "quick"},
+        "data": data,
+        "optim": {
+            "name": "adam",
+            "lr": 3e-3,
+            "weight_decay": 0.0,
+            "lr_decay": 0.8,
+            "warmup_steps": 200,
+            "grad_clip": 1.0,
+        },
+        "trainer": {
+            "max_epochs": MEDIUM_EPOCHS[task],
+            "batch_size": 32,
+            "eval_batch_size": 256,
+            "log_every_n_steps": 50,
+        },
+        "per_model": {
+            "transformer": {
+                "model": {"d_model": 256, "num_layers": 4, "num_heads": 8, "d_ff": 512},
+                **attention,
+            },
+            "ut": attention,
+        },
+    }
+
+
 #: Preset name -> ``task -> config``.
-PRESETS: dict[str, Callable[[str], dict[str, Any]]] = {"quick": quick, "paper": paper}
+PRESETS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "quick": quick,
+    "medium": medium,
+    "paper": paper,
+}
 
 QUICK_GRID: dict[str, tuple[str, ...]] = {
     "reduce": ("nam-tm", "lsam", "lstm", "transformer"),
@@ -113,5 +194,14 @@ PAPER_GRID: dict[str, tuple[str, ...]] = {
     for t in ("palin", "fib", "reduce", "scan")
 }
 
+MEDIUM_GRID: dict[str, tuple[str, ...]] = {
+    t: ("transformer", "lstm", "ut", "dnc", "lsam", "nam-tm", "nam-tm-nojump")
+    for t in ("fib", "scan", "reduce", "palin")
+}
+
 #: Preset name -> ``{task: models}`` trained by ``nam reproduce generalization --preset NAME``.
-GRIDS: dict[str, dict[str, tuple[str, ...]]] = {"quick": QUICK_GRID, "paper": PAPER_GRID}
+GRIDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "quick": QUICK_GRID,
+    "medium": MEDIUM_GRID,
+    "paper": PAPER_GRID,
+}
