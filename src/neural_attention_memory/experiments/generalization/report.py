@@ -11,7 +11,7 @@ from ..reproducer import ReportContext
 from .curves import plot_length_curves
 from .paper import MODEL_LABELS, NSP_TASKS, PAPER_TABLE2, SPLIT_LABELS, TASK_LABELS
 
-__all__ = ["quality_bars", "table2", "write_report"]
+__all__ = ["medium_bars", "quality_bars", "table2", "write_report"]
 
 
 def table2(results: Sequence[Mapping[str, Any]], models: Sequence[str]) -> str:
@@ -52,24 +52,83 @@ def _params_and_time(results: Sequence[Mapping[str, Any]]) -> str:
                 res.get("selected_epoch"),
                 f"{res.get('epochs_completed')}/{res.get('max_epochs')}",
                 format_seconds(res.get("wall_clock_s")),
+                format_seconds(res.get("cpu_time_s")),
                 res.get("status"),
             ]
         )
     headers = [
         "Task", "Model", "Params", "Paper params", "Selected epoch", "Epochs", "Wall-clock",
-        "Status",
+        "CPU time", "Status",
     ]  # fmt: skip
-    return markdown_table(headers, rows, align=["l", "l"] + ["r"] * 6)
+    return markdown_table(headers, rows, align=["l", "l"] + ["r"] * 7)
+
+
+def _acc(
+    results: Sequence[Mapping[str, Any]], task: str, model: str, split: str = "od_hard"
+) -> float | None:
+    for r in results:
+        if r.get("task") == task and r.get("model") == model:
+            return r.get("splits", {}).get(split, {}).get("seq_acc")
+    return None
+
+
+def _is_nam_tm(model: str) -> bool:
+    """NAM-TM's own variants and ablations are not baselines in the medium bars."""
+    return model.startswith("nam-tm")
+
+
+def medium_bars(results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The medium preset's bars (issue 9), each ``met``, ``MISSED`` or ``not run``.
+
+    TF >= 90% ID on fib; every model >= 90% on SCAN's held-out short commands; NAM-TM >= 50%
+    OD-hard on fib and above every baseline (every model that is not a NAM-TM variant) at OD-hard
+    on fib, reduce and palin.
+    """
+
+    def pct(a: float | None) -> str:
+        return "—" if a is None else f"{100 * a:.1f}%"
+
+    def verdict(ok: bool | None) -> str:
+        return "not run" if ok is None else ("met" if ok else "MISSED")
+
+    lines = []
+    tf = _acc(results, "fib", "transformer", "id")
+    lines.append(f"- TF >= 90% ID on fib: {pct(tf)} — {verdict(None if tf is None else tf >= 0.9)}")
+    scan = {
+        str(r.get("model")): r.get("splits", {}).get("id", {}).get("seq_acc")
+        for r in results
+        if r.get("task") == "scan"
+    }
+    for model, a in scan.items():
+        ok = None if a is None else a >= 0.9
+        lines.append(f"- {model} >= 90% on SCAN held-out short commands: {pct(a)} — {verdict(ok)}")
+    nam = _acc(results, "fib", "nam-tm")
+    ok = None if nam is None else nam >= 0.5
+    lines.append(f"- NAM-TM >= 50% OD-hard on fib: {pct(nam)} — {verdict(ok)}")
+    for task in ("fib", "reduce", "palin"):
+        a = _acc(results, task, "nam-tm")
+        base = {
+            str(r.get("model")): _acc(results, task, str(r.get("model")))
+            for r in results
+            if r.get("task") == task and not _is_nam_tm(str(r.get("model")))
+        }
+        base = {m: v for m, v in base.items() if v is not None}
+        if a is None or not base:
+            lines.append(f"- NAM-TM above every baseline at OD-hard on {task}: not run")
+            continue
+        best = max(base, key=lambda m: base[m])
+        lines.append(
+            f"- NAM-TM above every baseline at OD-hard on {task}: {pct(a)} vs best baseline "
+            f"{best} {pct(base[best])} ({len(base)} baselines run) — {verdict(a > base[best])}"
+        )
+    return lines
 
 
 def quality_bars(results: Sequence[Mapping[str, Any]]) -> list[str]:
     """The quick preset's claims, each ``met`` or ``MISSED``."""
 
     def acc(task: str, model: str, split: str = "od_hard") -> float | None:
-        for r in results:
-            if r.get("task") == task and r.get("model") == model:
-                return r.get("splits", {}).get(split, {}).get("seq_acc")
-        return None
+        return _acc(results, task, model, split)
 
     lines = []
     for task in ("reduce", "palin"):
@@ -108,12 +167,18 @@ def write_report(ctx: ReportContext, curve_count: int = 64) -> list[str]:
         table2(ctx.finished, ctx.models),
         "## Quality bars (quick preset)" if ctx.preset == "quick" else "## Quality bars",
         "",
-        *(quality_bars(ctx.finished) or ["- (no NAM-TM runs)"]),
+        *(
+            medium_bars(ctx.finished)
+            if ctx.preset == "medium"
+            else (quality_bars(ctx.finished) or ["- (no NAM-TM runs)"])
+        ),
         "",
-        "## Parameters and wall-clock",
+        "## Parameters, wall-clock and CPU time",
         "",
         _params_and_time(ctx.results),
-        f"Total wall-clock of this invocation: {ctx.elapsed_s:.0f} s.",
+        f"Total wall-clock of this invocation: {ctx.elapsed_s:.0f} s. CPU time is the process",
+        "CPU time of the training and evaluation epochs (one thread): on a shared machine the",
+        "wall-clock mostly measures the other processes.",
         "",
         "## Accuracy vs length",
         "",

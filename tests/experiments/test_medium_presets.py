@@ -1,0 +1,83 @@
+"""The ``medium`` presets: they build every model of their grid at the documented sizes."""
+
+from __future__ import annotations
+
+import pytest
+
+from neural_attention_memory.experiments import generalization as gen
+from neural_attention_memory.experiments.generalization import presets
+from neural_attention_memory.experiments.generalization.report import medium_bars
+from neural_attention_memory.experiments.registry import get_task
+from neural_attention_memory.models.baselines import count_parameters
+from neural_attention_memory.training import resolve_config
+
+# Parameter counts of the medium generalisation models, as stated in docs/generalization.md.
+MEDIUM_PARAMS = {
+    "transformer": 2_261_033,
+    "lstm": 727_273,
+    "ut": 143_273,
+    "dnc": 293_846,
+    "lsam": 825_417,
+    "nam-tm": 418_177,
+    "nam-tm-nojump": 350_065,
+}
+
+
+@pytest.mark.parametrize("task", sorted(presets.MEDIUM_GRID))
+def test_medium_generalization_builds_every_grid_model_at_the_documented_size(task: str) -> None:
+    spec = get_task(task)
+    assert "medium" in spec.presets
+    for model in presets.MEDIUM_GRID[task]:
+        cfg = resolve_config(spec, "medium", model=model)
+        assert cfg["trainer"]["max_epochs"] == presets.MEDIUM_EPOCHS[task]
+        assert cfg["trainer"]["batch_size"] == 32
+        net = gen.build_model(cfg)
+        assert count_parameters(net) == MEDIUM_PARAMS[model], model
+        attention = model in ("transformer", "ut")
+        assert cfg["optim"]["lr"] == (1e-3 if attention else 3e-3)
+
+
+def test_medium_generalization_data_sizes() -> None:
+    for task in ("fib", "reduce", "palin", "dyck4"):
+        splits = get_task(task).presets["medium"]["data"]["splits"]
+        assert splits["train"] == {"digits": [1, 10], "count": 32_768}
+        for name, digits in (("id", [5, 10]), ("od_easy", [11, 13]), ("od_hard", [14, 16])):
+            assert splits[name] == {"digits": digits, "count": 1_024}
+    scan = get_task("scan").presets["medium"]["data"]
+    # No train_count: every short command not held out for model selection is trained on.
+    assert "train_count" not in scan
+    assert scan["id_count"] == 1_000 and scan["max_train_actions"] == 22
+
+
+def test_medium_grid_is_the_papers_seven_columns() -> None:
+    cols = ("transformer", "lstm", "ut", "dnc", "lsam", "nam-tm", "nam-tm-nojump")
+    assert set(presets.MEDIUM_GRID) == {"fib", "scan", "reduce", "palin"}
+    assert all(set(cols) <= set(ms) for ms in presets.MEDIUM_GRID.values())
+
+
+def _res(task: str, model: str, **acc: float) -> dict:
+    return {
+        "task": task,
+        "model": model,
+        "splits": {s: {"seq_acc": v} for s, v in acc.items()},
+    }
+
+
+def test_medium_bars_compare_nam_tm_with_every_baseline() -> None:
+    results = [
+        _res("fib", "transformer", id=0.95, od_hard=0.0),
+        _res("fib", "nam-tm", id=0.9, od_hard=0.6),
+        _res("fib", "nam-tm-nojump", od_hard=0.9),  # a NAM-TM variant, not a baseline
+        _res("reduce", "nam-tm", od_hard=0.5),
+        _res("reduce", "lstm", od_hard=0.7),
+        _res("scan", "lstm", id=0.95),
+        _res("scan", "nam-tm", id=0.5),
+    ]
+    lines = "\n".join(medium_bars(results))
+    assert "TF >= 90% ID on fib: 95.0% — met" in lines
+    assert "lstm >= 90% on SCAN held-out short commands: 95.0% — met" in lines
+    assert "nam-tm >= 90% on SCAN held-out short commands: 50.0% — MISSED" in lines
+    assert "NAM-TM >= 50% OD-hard on fib: 60.0% — met" in lines
+    assert "on fib: 60.0% vs best baseline transformer 0.0% (1 baselines run) — met" in lines
+    assert "on reduce: 50.0% vs best baseline lstm 70.0% (1 baselines run) — MISSED" in lines
+    assert "at OD-hard on palin: not run" in lines
