@@ -164,7 +164,7 @@ def test_errors_list_the_choices() -> None:
         get_task("sorting")
     with pytest.raises(ConfigError, match="valid choices"):
         resolve_config(get_task("reduce"), "quick", model="gpt")
-    with pytest.raises(ConfigError, match="valid choices: paper, quick"):
+    with pytest.raises(ConfigError, match="valid choices: medium, paper, quick"):
         resolve_config(get_task("reduce"), "huge", model="lstm")
     with pytest.raises(ConfigError, match="unknown key"):
         resolve_config(get_task("reduce"), "quick", ["optim.lrr=1"], model="lstm")

@@ -55,7 +55,9 @@ def test_bad_requests_fail_before_anything_is_written(tmp_path) -> None:
     for kwargs, msg in cases:
         with pytest.raises(ConfigError, match=msg):
             generalization.reproduce("quick", out, **kwargs)
-    with pytest.raises(ConfigError, match="preset: unknown 'huge'; valid choices: quick, paper"):
+    with pytest.raises(
+        ConfigError, match="preset: unknown 'huge'; valid choices: quick, medium, paper"
+    ):
         generalization.reproduce("huge", out)
     with pytest.raises(TypeError):  # no catch-all keyword swallowing a misspelled argument
         generalization.reproduce("quick", out, task=["reduce"])
