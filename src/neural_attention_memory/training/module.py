@@ -282,7 +282,6 @@ class TaskModule(L.LightningModule):
         self.elapsed_s += epoch_s
         self.cpu_s += epoch_cpu_s
         entry["epoch_s"] = epoch_s
-        entry["epoch_cpu_s"] = epoch_cpu_s
         self.history.append(entry)
         if self.on_epoch_end is not None:
             self.on_epoch_end(self)
