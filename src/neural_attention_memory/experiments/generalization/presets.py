@@ -114,18 +114,20 @@ def quick(task: str) -> dict[str, Any]:
     }
 
 
-# Epochs of the medium preset per task, sized by NAM-TM's cost (the slowest model per sample with
-# LSAM and DNC): about 6.5 ms of CPU per training problem of <= 33 tokens (batch 32, one thread),
-# so 7 epochs of 32,768 fib problems are ~25 minutes; SCAN's ~16,000 commands of ~58 tokens cost
-# ~11 ms each. reduce and palin are learnt by NAM-TM within 2 quick epochs, so they get fewer.
+# Epochs of the medium preset per task, sized by NAM-TM's cost (the slowest model per problem,
+# with LSAM and DNC). Measured on the shared 2-core machine under load (process CPU time, one
+# thread): a fib epoch (32,768 problems, batch 32) costs NAM-TM ~330 s and the 4x256 Transformer
+# ~235 s, so 5 epochs stay under 30 minutes (uncontended NAM-TM is ~1.7x faster). SCAN's ~16,000
+# commands of ~58 tokens cost about as much per epoch; reduce and palin problems are shorter and
+# NAM-TM learns them within 2 quick epochs.
 MEDIUM_EPOCHS: dict[str, int] = {
-    "fib": 7,
+    "fib": 5,
     "palin": 3,
     "reduce": 3,
     "dyck4": 3,
     "copy": 3,
     "repeat-copy": 3,
-    "scan": 8,
+    "scan": 5,
 }
 
 
