@@ -18,8 +18,9 @@ MEDIUM_PARAMS = {
     "ut": 143_273,
     "dnc": 293_846,
     "lsam": 825_417,
-    "nam-tm": 418_177,
-    "nam-tm-nojump": 350_065,
+    "nam-tm": 301_945,
+    "nam-tm-nojump": 233_833,
+    "nam-tm-2023": 214_357,
 }
 
 
@@ -49,8 +50,8 @@ def test_medium_generalization_data_sizes() -> None:
     assert scan["id_count"] == 1_000 and scan["max_train_actions"] == 22
 
 
-def test_medium_grid_is_the_papers_seven_columns() -> None:
-    cols = ("transformer", "lstm", "ut", "dnc", "lsam", "nam-tm", "nam-tm-nojump")
+def test_medium_grid_is_the_papers_seven_columns_and_both_nam_tms() -> None:
+    cols = ("transformer", "lstm", "ut", "dnc", "lsam", "nam-tm", "nam-tm-nojump", "nam-tm-2023")
     assert set(presets.MEDIUM_GRID) == {"fib", "scan", "reduce", "palin"}
     assert all(set(cols) <= set(ms) for ms in presets.MEDIUM_GRID.values())
 
@@ -81,3 +82,35 @@ def test_medium_bars_compare_nam_tm_with_every_baseline() -> None:
     assert "on fib: 60.0% vs best baseline transformer 0.0% (1 baselines run) — met" in lines
     assert "on reduce: 50.0% vs best baseline lstm 70.0% (1 baselines run) — MISSED" in lines
     assert "at OD-hard on palin: not run" in lines
+
+
+def test_medium_lra_runs_the_generated_tasks_at_lra_lengths() -> None:
+    from neural_attention_memory.experiments.lra import presets as lra_presets
+
+    assert "medium" in lra_presets.GRIDS
+    listops = get_task("lra-listops")
+    path = get_task("lra-pathfinder32")
+    sizes = {}
+    for spec in (listops, path):
+        for model in lra_presets.GRIDS["medium"][spec.name]:
+            cfg = resolve_config(spec, "medium", model=model)
+            sizes[(spec.name, model)] = count_parameters(spec.build_model(cfg))
+    # Only the attention differs: every model of a task has the same parameters.
+    for task in (listops.name, path.name):
+        counts = {v for (t, _), v in sizes.items() if t == task}
+        assert len(counts) == 1, (task, counts)
+    lo = resolve_config(listops, "medium", model="nam-transformer")
+    assert (lo["data"]["min_length"], lo["data"]["max_length"]) == (500, 2000)
+    assert (lo["data"]["train"], lo["data"]["test"], lo["trainer"]["max_epochs"]) == (
+        5_000,
+        1_000,
+        3,
+    )
+    assert (lo["model"]["d_model"], lo["model"]["num_layers"]) == (64, 2)
+    pf = resolve_config(path, "medium", model="nam-transformer")
+    assert pf["data"]["size"] == 32  # 1,024 pixel tokens
+    assert (pf["data"]["train"], pf["data"]["test"], pf["trainer"]["max_epochs"]) == (
+        20_000,
+        2_000,
+        5,
+    )

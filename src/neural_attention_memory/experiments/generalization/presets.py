@@ -114,12 +114,12 @@ def quick(task: str) -> dict[str, Any]:
     }
 
 
-# Epochs of the medium preset per task, sized by NAM-TM's cost (the slowest model per problem,
-# with LSAM and DNC). Measured on the shared 2-core machine under load (process CPU time, one
-# thread): a fib epoch (32,768 problems, batch 32) costs NAM-TM ~330 s and the 4x256 Transformer
-# ~235 s, so 5 epochs stay under 30 minutes (uncontended NAM-TM is ~1.7x faster). SCAN's ~16,000
-# commands of ~58 tokens cost about as much per epoch; reduce and palin problems are shorter and
-# NAM-TM learns them within 2 quick epochs.
+# Epochs of the medium preset per task, sized by the slowest models per problem (DNC and LSAM,
+# ~6 ms of CPU per fib problem uncontended; NAM-TM 2022 ~3 ms with its C tape kernel). Measured
+# on the shared 2-core machine under load (process CPU time, one thread, batch 32): a fib epoch
+# of 32,768 problems cost the pre-kernel NAM-TM ~330 s and the 4x256 Transformer ~235 s, so 5
+# epochs keep every run under 30 minutes. SCAN's ~16,000 commands of ~58 tokens cost about as
+# much per epoch; reduce and palin problems are shorter and NAM-TM learns them in 2 quick epochs.
 MEDIUM_EPOCHS: dict[str, int] = {
     "fib": 5,
     "palin": 3,
@@ -196,8 +196,9 @@ PAPER_GRID: dict[str, tuple[str, ...]] = {
     for t in ("palin", "fib", "reduce", "scan")
 }
 
+# The paper's seven columns (``nam-tm`` is the 2022 model of Table 2) plus the 2023 release.
 MEDIUM_GRID: dict[str, tuple[str, ...]] = {
-    t: ("transformer", "lstm", "ut", "dnc", "lsam", "nam-tm", "nam-tm-nojump")
+    t: ("transformer", "lstm", "ut", "dnc", "lsam", "nam-tm", "nam-tm-nojump", "nam-tm-2023")
     for t in ("fib", "scan", "reduce", "palin")
 }
 
