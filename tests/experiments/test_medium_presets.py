@@ -114,3 +114,17 @@ def test_medium_lra_runs_the_generated_tasks_at_lra_lengths() -> None:
         2_000,
         5,
     )
+
+
+def test_compare_step_times_uses_the_same_batches_for_every_encoder() -> None:
+    from neural_attention_memory.experiments.lra import compare_step_times
+
+    tiny = ["data.train=8", "data.val=2", "data.test=2", "data.min_length=20"]
+    tiny += ["data.max_length=40", "model.d_model=8", "model.d_ff=8", "trainer.batch_size=4"]
+    out = compare_step_times("lra-listops", "quick", batches=2, reps=1, overrides=tiny)
+    assert set(out["step_ms"]) == {"softmax-transformer", "linear-transformer", "nam-transformer"}
+    assert all(ms > 0 for ms in out["step_ms"].values())
+    assert out["speedup"]["softmax-transformer"] == 1.0
+    assert out["batch_shape"][0] == 4 and 20 <= out["batch_shape"][1] <= 41
+    with pytest.raises(ValueError, match="models"):
+        compare_step_times("lra-listops", "quick", models=())

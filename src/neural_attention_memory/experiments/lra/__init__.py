@@ -28,7 +28,7 @@ from .presets import GRIDS, PRESETS
 from .report import add_step_times, write_report
 from .schema import LRAConfig
 from .step import compute
-from .timing import STEP_FILE, step_time_ms
+from .timing import STEP_FILE, compare_step_times, step_time_ms
 
 __all__ = [
     "FAMILY",
@@ -41,6 +41,7 @@ __all__ = [
     "TASK_LABELS",
     "build_datasets",
     "build_model",
+    "compare_step_times",
     "compute",
     "data_available",
     "make_spec",

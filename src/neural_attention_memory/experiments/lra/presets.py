@@ -125,13 +125,14 @@ def quick(task: str) -> dict[str, Any]:
 
 
 def medium(task: str) -> dict[str, Any]:
-    """The generated tasks at LRA's lengths, ~45 minutes of one CPU thread for softmax.
+    """The generated tasks at LRA's lengths, <= ~45 minutes of one CPU thread for softmax.
 
-    Measured training step (forward, loss, backward; process CPU time, one thread) of the quick
-    ListOps encoder (2 layers, width 64) on 1,900-token batches of 8: softmax 1.09 s, NAM 0.29 s,
-    linear 0.28 s. So 5,000 expressions x 3 epochs (~470 steps of 32) are ~35 minutes for
-    softmax plus evaluation, ~10 for NAM. Pathfinder-32 (1,025 tokens, width 32): softmax ~0.54 s
-    per step of 32, so 20,000 images x 5 epochs are ~30 minutes.
+    Sized from :func:`.timing.compare_step_times` (docs/results/medium/lra_step_times.json:
+    training step of the quick encoders, process CPU time, one thread, under load): ListOps
+    (2 layers x 64, first batch 32 x 1,783 tokens) softmax 5.0 s, NAM 1.7 s, linear 1.6 s, so
+    5,000 expressions x 3 epochs (469 steps) are ~40 minutes for softmax with evaluation and ~14
+    for NAM; Pathfinder-32 (2 layers x 32, 1,025 tokens) softmax 0.69 s per step of 32, so 20,000
+    images x 5 epochs (3,125 steps) are ~38 minutes.
     """
     cfg = _preset(task, "quick")
     if task == "lra-listops":
