@@ -49,7 +49,6 @@ def test_bad_requests_fail_before_anything_is_written(tmp_path) -> None:
         (dict(tasks=["sorting"]), "tasks: unknown 'sorting'; valid choices: fib"),
         (dict(models=["gpt"]), "models: unknown 'gpt'"),
         (dict(seed=1.5), "seed: expected an integer"),
-        (dict(data_root=tmp_path), "data_root: the generalization family generates"),
         (dict(overrides=["optim.lrr=1"]), "unknown key 'lrr'"),
     ]
     for kwargs, msg in cases:
@@ -61,4 +60,6 @@ def test_bad_requests_fail_before_anything_is_written(tmp_path) -> None:
         generalization.reproduce("huge", out)
     with pytest.raises(TypeError):  # no catch-all keyword swallowing a misspelled argument
         generalization.reproduce("quick", out, task=["reduce"])
+    with pytest.raises(ConfigError, match="data_root: the generalization family generates"):
+        plan_jobs(generalization.FAMILY, "quick", data_root=tmp_path)
     assert not out.exists()

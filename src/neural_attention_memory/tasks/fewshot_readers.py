@@ -200,7 +200,11 @@ def _read_images(files: Sequence[Path], mode: str, size: int | None) -> np.ndarr
 
 
 def _cached_folder(name: str, root: Path, params: dict, build) -> Path:
-    return cached_dataset(name, _READER_VERSION, {"root": str(root.resolve()), **params}, build)
+    """The decoded-images cache of the folder ``root``, keyed by its files (names, sizes, mtimes):
+    adding, changing or deleting an image rebuilds it."""
+    return cached_dataset(
+        name, _READER_VERSION, {"root": str(root.resolve()), **params}, build, sources=[root]
+    )
 
 
 def _from_npz(folder: Path, name: str) -> FewShotImages:

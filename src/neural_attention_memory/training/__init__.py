@@ -17,7 +17,8 @@ from .config import (
     parse_override,
     resolve_config,
 )
-from .engine import count_parameters, evaluate, fit, select_epoch
+from .engine import count_parameters, fit, select_epoch
+from .evaluate import evaluate
 from .rundir import (
     atomic_write_json,
     atomic_write_text,

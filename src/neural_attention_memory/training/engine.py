@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
+import shutil
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .checkpoint import AtomicCheckpointIO, remove_stale_temporaries
 from .config import ENGINE_DEFAULTS, ConfigError, check_run_config, deep_merge
+from .display import loggers, progress_bar, quiet_lightning_info
+from .lock import RunLock
 from .module import EpochSeededSampler, TaskModule, derive_seed, seed_all
 from .rundir import (
     CONFIG_FILE,
@@ -24,11 +26,10 @@ from .rundir import (
     atomic_write_json,
     atomic_write_yaml,
     collect_meta,
-    read_config,
 )
 from .spec import TaskSpec
 
-__all__ = ["count_parameters", "evaluate", "fit", "select_epoch"]
+__all__ = ["count_parameters", "fit", "select_epoch"]
 
 # Lightning warnings that say nothing useful for these runs: generated data sets need no loader
 # workers, small epochs are shorter than the logging interval, a resumed run reuses its folders,
@@ -42,17 +43,6 @@ _QUIET = (
     ".*sync_dist=True.*",
 )
 
-
-class _DropTips(logging.Filter):
-    """Drops Lightning's advertising tips (e.g. for its cloud logger) from the run's output."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in str(record.msg)
-
-
-for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-    if not any(isinstance(f, _DropTips) for f in logging.getLogger(_name).filters):
-        logging.getLogger(_name).addFilter(_DropTips())
 
 LAST_CKPT = "checkpoints/last.ckpt"
 BEST_CKPT = "checkpoints/best.ckpt"
@@ -125,73 +115,6 @@ def _trainer_kwargs(tcfg: Mapping[str, Any]) -> dict[str, Any]:
         "num_nodes": int(tcfg.get("num_nodes", 1)),
     }
     return kw
-
-
-def _progress_bar() -> Any:
-    """Lightning's default bar (rich when installed, else tqdm) without the logger-version field."""
-    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-    from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
-
-    base = RichProgressBar if _RICH_AVAILABLE else TQDMProgressBar
-
-    class _Bar(base):  # type: ignore[valid-type,misc]
-        def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
-            items = super().get_metrics(trainer, pl_module)
-            items.pop("v_num", None)  # the logger "version" is a folder name here, not a number
-            loss = pl_module.running_loss() if hasattr(pl_module, "running_loss") else None
-            if loss is not None and trainer.training:
-                items["loss"] = f"{loss:.4g}"
-            # The selection split's last metrics stay on the bar (all splits: one line per epoch).
-            spec = getattr(pl_module, "spec", None)
-            split = spec.selection_metric.split("/", 1)[0] if spec is not None else None
-            for name, val in getattr(pl_module, "last_eval", {}).get(split, {}).items():
-                if name not in ("loss", "select"):
-                    items[f"{split}/{name}"] = f"{val:.3g}"
-            return items
-
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            super().on_train_epoch_end(trainer, pl_module)
-            # One line per epoch with the validation metrics (the bar itself is redrawn).
-            line = epoch_summary(trainer.current_epoch, trainer.max_epochs, pl_module)
-            if line and trainer.is_global_zero:
-                self.print(line)
-
-    return _Bar()
-
-
-def epoch_summary(epoch: int, max_epochs: int | None, module: Any) -> str:
-    """``epoch 2/3  train loss 0.41 | id seq_acc 0.998 tok_acc 1 | ...``: one epoch's line."""
-    parts = [f"epoch {epoch + 1}/{max_epochs}"]
-    loss = module.running_loss() if hasattr(module, "running_loss") else None
-    if loss is not None:
-        parts.append(f"train loss {loss:.4g}")
-    for split, metrics in getattr(module, "last_eval", {}).items():
-        vals = " ".join(f"{k} {v:.3g}" for k, v in metrics.items() if k not in ("loss", "select"))
-        parts.append(f"{split} {vals}" if vals else split)
-    return " | ".join(parts)
-
-
-def _loggers(run_dir: Path) -> list[Any]:
-    from lightning.pytorch.loggers import CSVLogger
-
-    # Lightning's CSV writer deletes an existing metrics.csv, so each resumed session gets its own
-    # folder (logs/csv, logs/csv-resume1, ...); TensorBoard appends a new event file by itself.
-    version, k = "csv", 0
-    while (run_dir / "logs" / version / "metrics.csv").exists():
-        k += 1
-        version = f"csv-resume{k}"
-    loggers: list[Any] = [CSVLogger(save_dir=run_dir, name="logs", version=version)]
-    try:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(
-            TensorBoardLogger(
-                save_dir=run_dir, name="logs", version="tensorboard", default_hp_metric=False
-            )
-        )
-    except ModuleNotFoundError:  # tensorboard is an optional extra
-        pass
-    return loggers
 
 
 def _build_results(
@@ -294,30 +217,14 @@ def fit(
         raise ConfigError(f"seed: expected an integer, got {seed!r}")
 
     run_dir = Path(run_dir)
-    last = run_dir / LAST_CKPT
     # Under multi-process training (DDP) every process runs fit(); only rank 0 writes files.
     rank_zero = _is_rank_zero()
-    if rank_zero and not resume and (last.exists() or (run_dir / RESULTS_FILE).exists()):
-        raise ConfigError(
-            f"run_dir: {run_dir} already holds a run; resume it (resume=True / --resume) "
-            "or choose another folder"
-        )
-    ckpt_path = str(last) if resume and last.exists() else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    session_t0 = time.perf_counter()
-
-    if rank_zero:
-        atomic_write_yaml(run_dir / CONFIG_FILE, config)
-        meta_extra: dict[str, Any] = {"task": spec.name, "model": config["model"]["name"]}
-        if ckpt_path is not None:
-            old = _read_json_or_none(run_dir / META_FILE)
-            prev = (old or {}).get("resumes", [])
-            meta = dict(old) if old else collect_meta(seed, meta_extra)
-            meta["resumes"] = [*prev, collect_meta(seed)]
-        else:
-            meta = collect_meta(seed, meta_extra)
-        atomic_write_json(run_dir / META_FILE, meta)
-
+    if rank_zero and not resume:
+        _refuse_used_folder(run_dir)
+    # What depends on the user's input (model hyper-parameters, data files) is checked before the
+    # run folder is touched, so a bad value or missing data leaves nothing behind.
+    seed_all(derive_seed(seed, 0))
+    _check_model(spec, config)
     # Data and model are functions of the seed alone.
     seed_all(derive_seed(seed, 0))
     datasets = spec.build_datasets(config, seed)
@@ -333,6 +240,82 @@ def fit(
             f"spec.selection_metric: split {sel_split!r} is not built by the task; "
             f"valid splits: {', '.join(['train', *eval_splits])}"
         )
+    created = _first_missing(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir)
+    started: list[bool] = []  # set once training starts: from then on the folder is the run's
+    try:
+        if rank_zero:
+            lock.acquire()
+            if not resume:  # another run may have used the folder since the first check
+                _refuse_used_folder(run_dir)
+            remove_stale_temporaries(run_dir)
+            remove_stale_temporaries(run_dir / "checkpoints")
+        return _fit_in_folder(
+            spec, config, run_dir, resume, datasets, eval_splits, rank_zero, started
+        )
+    except BaseException:
+        if created is not None and not started and rank_zero and lock.held:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
+def _refuse_used_folder(run_dir: Path) -> None:
+    if (run_dir / LAST_CKPT).exists() or (run_dir / RESULTS_FILE).exists():
+        raise ConfigError(
+            f"run_dir: {run_dir} already holds a run; resume it (resume=True / --resume) "
+            "or choose another folder"
+        )
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The top-most folder of ``path`` that does not exist yet (``None``: it exists)."""
+    missing = None
+    for p in [path, *path.parents]:
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
+def _check_model(spec: TaskSpec, config: Mapping[str, Any]) -> None:
+    """Build (and drop) the model once: bad model hyper-parameters fail before any data or file."""
+    try:
+        model = spec.build_model(config)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"model: {err}") from None
+    del model
+
+
+def _fit_in_folder(
+    spec: TaskSpec,
+    config: dict[str, Any],
+    run_dir: Path,
+    resume: bool,
+    datasets: Mapping[str, Dataset],
+    eval_splits: list[str],
+    rank_zero: bool,
+    started: list[bool],
+) -> dict[str, Any]:
+    """:func:`fit` once the folder is made and locked."""
+    tcfg = config["trainer"]
+    seed = int(config["seed"])
+    last = run_dir / LAST_CKPT
+    ckpt_path = str(last) if resume and last.exists() else None
+    session_t0 = time.perf_counter()
+    if rank_zero:
+        atomic_write_yaml(run_dir / CONFIG_FILE, config)
+        meta_extra: dict[str, Any] = {"task": spec.name, "model": config["model"]["name"]}
+        if ckpt_path is not None:
+            old = _read_json_or_none(run_dir / META_FILE)
+            prev = (old or {}).get("resumes", [])
+            meta = dict(old) if old else collect_meta(seed, meta_extra)
+            meta["resumes"] = [*prev, collect_meta(seed)]
+        else:
+            meta = collect_meta(seed, meta_extra)
+        atomic_write_json(run_dir / META_FILE, meta)
 
     def write_results(
         module: TaskModule, status: str = "running", error: str | None = None
@@ -370,14 +353,15 @@ def fit(
     )
     grad_clip = config["optim"].get("grad_clip")
     limit = tcfg.get("limit_train_batches")
-    with _quiet_lightning_info():  # no "GPU available: ..." banner on every run
+    with quiet_lightning_info():  # no "GPU available: ..." banner on every run
         trainer = L.Trainer(
             default_root_dir=run_dir,
-            max_epochs=max_epochs,
-            logger=_loggers(run_dir),
+            max_epochs=int(tcfg["max_epochs"]),
+            plugins=[AtomicCheckpointIO()],
+            logger=loggers(run_dir),
             callbacks=[ckpt_cb]
             + ([CPUTimeBudget(tcfg["max_train_cpu_s"])] if tcfg.get("max_train_cpu_s") else [])
-            + ([_progress_bar()] if tcfg.get("progress_bar", True) else []),
+            + ([progress_bar()] if tcfg.get("progress_bar", True) else []),
             gradient_clip_val=float(grad_clip) if grad_clip else None,
             gradient_clip_algorithm="norm",
             num_sanity_val_steps=0,
@@ -399,32 +383,29 @@ def fit(
     train_dl.generator.manual_seed(derive_seed(seed, 3, start_epoch))
     val_dls = [_loader(spec, datasets[s], tcfg, False, seed) for s in eval_splits]
 
+    started.append(True)
     try:
         with warnings.catch_warnings():
             # Lightning asks for more CPU loader workers; generated data sets do not need them.
             for msg in _QUIET:
                 warnings.filterwarnings("ignore", message=msg)
-            with _quiet_lightning_info():  # e.g. "`Trainer.fit` stopped: `max_epochs=3` reached."
+            with quiet_lightning_info():  # e.g. "`Trainer.fit` stopped: `max_epochs=3` reached."
                 trainer.fit(module, train_dl, val_dls or None, ckpt_path=ckpt_path)
     except (KeyboardInterrupt, SystemExit):
-        write_results(module, "interrupted", "interrupted by the user")
+        _write_final(write_results, module, "interrupted", "interrupted by the user")
         raise
     except BaseException as err:
-        write_results(module, "failed", f"{type(err).__name__}: {err}")
+        _write_final(write_results, module, "failed", f"{type(err).__name__}: {err}")
         raise
     return write_results(module, "finished")
 
 
-@contextlib.contextmanager
-def _quiet_lightning_info() -> Iterator[None]:
-    """Silence Lightning's info lines ("GPU available: ...") for a quick evaluation."""
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    old = logger.level
-    logger.setLevel(logging.WARNING)
+def _write_final(write: Any, module: TaskModule, status: str, reason: str) -> None:
+    """Record a run's end; a second failure here (e.g. the disk is full) must not hide the first."""
     try:
-        yield
-    finally:
-        logger.setLevel(old)
+        write(module, status, reason)
+    except Exception as err:
+        warnings.warn(f"could not record status {status!r}: {err}", stacklevel=2)
 
 
 def _is_rank_zero() -> bool:
@@ -447,104 +428,3 @@ def _read_json_or_none(path: Path) -> dict[str, Any] | None:
             return json.load(fh)
     except (OSError, ValueError):
         return None
-
-
-def evaluate(
-    run_dir: str | Path,
-    splits: Sequence[str] | None = None,
-    datasets: Mapping[str, Dataset] | None = None,
-    options: Mapping[str, Any] | None = None,
-    checkpoint: str = "best",
-    spec: TaskSpec | None = None,
-    progress_bar: bool = False,
-    batch_size: int | None = None,
-) -> dict[str, dict[str, float]]:
-    """Evaluate a trained run on splits of its task, on extra data sets, or on a custom range.
-
-    Args:
-        run_dir: a folder written by :func:`fit`.
-        splits: eval split names of the task (``None``: all of them, unless ``datasets`` or
-            ``options`` are given).
-        datasets: extra ``{name: Dataset}`` evaluated with the task's collate function.
-        options: passed to ``spec.build_eval_dataset(config, seed, options)`` (e.g.
-            ``{"digits": "17-22"}``); the result is reported under ``"digits=17-22"``.
-        checkpoint: ``"best"``, ``"last"`` or a path to a ``.ckpt`` file.
-        spec: the run's task (e.g. from :func:`~..experiments.registry.get_task`); required.
-        progress_bar: show Lightning's progress bar.
-        batch_size: evaluation batch size (default: the run's ``trainer.eval_batch_size``);
-            metrics do not depend on it (they are exact sums over the split).
-
-    Returns:
-        ``{name: {metric: value}}`` with ``loss`` and every metric of ``spec.compute``.
-    """
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-        raise ConfigError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    if spec is None:  # the training layer does not know the registry of the experiments above it
-        raise TypeError(
-            f"spec: expected the TaskSpec of the run's task {config.get('task')!r} "
-            "(e.g. neural_attention_memory.experiments.registry.get_task(task)), got None"
-        )
-    _check_spec(spec)
-    config = deep_merge(ENGINE_DEFAULTS, config)
-    seed = int(config.get("seed", 0))
-
-    if checkpoint in ("best", "last"):
-        ckpt = run_dir / (BEST_CKPT if checkpoint == "best" else LAST_CKPT)
-        if checkpoint == "best" and not ckpt.exists():
-            ckpt = run_dir / LAST_CKPT
-    else:
-        ckpt = Path(checkpoint)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint: no checkpoint file at {ckpt}")
-
-    to_eval: dict[str, Dataset] = {}
-    if splits is not None or (datasets is None and options is None):
-        seed_all(derive_seed(seed, 0))
-        built = spec.build_datasets(config, seed)
-        available = [k for k in built if k != "train"]
-        wanted = list(splits) if splits is not None else available
-        for s in wanted:
-            if s not in built:
-                raise ConfigError(
-                    f"split: unknown split {s!r} for task {spec.name!r}; "
-                    f"valid choices: {', '.join(sorted(built))}"
-                )
-            to_eval[s] = built[s]
-    if options:
-        if spec.build_eval_dataset is None:
-            raise ConfigError(
-                f"options: task {spec.name!r} does not build custom evaluation sets "
-                f"(got {dict(options)}); use --split with one of its splits"
-            )
-        name = ",".join(f"{k}={v}" for k, v in options.items())
-        to_eval[name] = spec.build_eval_dataset(config, seed, dict(options))
-    if datasets:
-        to_eval.update(datasets)
-    if not to_eval:
-        raise ConfigError("splits/datasets/options: nothing to evaluate")
-
-    seed_all(derive_seed(seed, 0))
-    module = TaskModule(spec, config, eval_splits=list(to_eval))
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    module.load_state_dict(state["state_dict"])
-    tcfg = dict(config["trainer"])
-    tcfg["progress_bar"] = progress_bar
-    # Evaluation runs in this process on one device (no multi-process launch).
-    tcfg.update(devices=1, strategy="auto", num_nodes=1)
-    if batch_size is not None:
-        tcfg["eval_batch_size"] = batch_size
-    with _quiet_lightning_info():
-        trainer = L.Trainer(
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            **_trainer_kwargs(tcfg),
-        )
-    loaders = [_loader(spec, ds, tcfg, False, seed) for ds in to_eval.values()]
-    with warnings.catch_warnings(), _quiet_lightning_info():
-        for msg in _QUIET:
-            warnings.filterwarnings("ignore", message=msg)
-        trainer.validate(module, loaders, verbose=False)
-    return {k: dict(v) for k, v in module.last_eval.items()}

@@ -51,8 +51,13 @@ META_FILE = "meta.json"
 RESULTS_FILE = "results.json"
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and :func:`os.replace`."""
+def _write_all(fh: Any, data: bytes | memoryview) -> None:
+    fh.write(data)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and
+    :func:`os.replace` (atomic on POSIX): readers see the old or the new file, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -61,7 +66,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # a normal file's mode, not mkstemp's 0600
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            _write_all(fh, data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

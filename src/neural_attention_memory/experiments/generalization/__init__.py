@@ -107,7 +107,6 @@ def reproduce(
     models: Sequence[str] | None = None,
     overrides: Sequence[str] = (),
     seed: int | None = None,
-    data_root: str | Path | None = None,
     curve_count: int = 64,
 ) -> Path:
     """Train every (task x model) pair of ``preset`` and write ``<out_dir>/report.md``.
@@ -116,8 +115,8 @@ def reproduce(
     ``paper``: the paper's seven columns); ``tasks``/``models`` restrict it. Finished runs are
     skipped and interrupted ones resumed, so re-running continues a reproduction. The report holds
     our Table 2 beside the paper's, parameter counts, wall-clock per run, the quality bars, and one
-    accuracy-vs-length PNG per task (``curve_count`` samples per length). See
-    :func:`..reproducer.reproduce` for the other arguments.
+    accuracy-vs-length PNG per task (``curve_count`` samples per length). The family generates all
+    its data (no data root). See :func:`..reproducer.reproduce` for the other arguments.
     """
     family = dataclasses.replace(
         FAMILY, write_report=functools.partial(write_report, curve_count=curve_count)
@@ -130,7 +129,6 @@ def reproduce(
         models=models,
         overrides=overrides,
         seed=seed,
-        data_root=data_root,
     )
 
 
