@@ -362,6 +362,30 @@ def _call_reproducer(fn: Callable[..., Any], family: str, options: dict[str, Any
     return fn(**kwargs)
 
 
+def _dry_run(info: Any, options: dict[str, Any]) -> None:
+    """Plan (and so check) every run of a reproduction and list them; nothing is trained."""
+    from .experiments.reproducer import plan_jobs
+    from .training import ConfigError
+
+    if info.family is None:
+        raise ConfigError(f"--dry-run: the {info.name} family does not support it")
+    for name in ("shots", "datasets"):
+        if options.get(name) is not None:
+            raise ConfigError(f"--{name}: the {info.name} family does not take this option")
+    jobs = plan_jobs(
+        info.family,
+        options["preset"],
+        tasks=options["tasks"],
+        models=options["models"],
+        overrides=options["overrides"],
+        seed=options["seed"],
+        data_root=options["data_root"],
+    )
+    typer.echo(f"{len(jobs)} runs into {options['out_dir']} (checked; nothing trained):")
+    for job in jobs:
+        typer.echo(f"  {job.task}/{job.run_name}")
+
+
 def _family_help(info: Any) -> str:
     """``nam reproduce FAMILY --help``: the family's options, tasks, models, presets, data sets."""
     from .experiments.registry import get_task, list_tasks
@@ -374,6 +398,7 @@ def _family_help(info: Any) -> str:
         ("-s, --set KEY=VALUE", "config override for every run (repeatable)"),
         ("--seed N", "seed of every run"),
         ("--out DIR", f"output folder (default nam_runs/{info.name}-<preset>); re-run to resume"),
+        ("--dry-run", "check everything and list the runs; train nothing"),
     ]
     if "data_root" in params:
         opts.append(("--data-root DIR", "folder of the user-provided data sets"))
@@ -417,6 +442,9 @@ def reproduce(
     shots: list[str] = typer.Option([], "--shots", help="Few-shot: K of the K-shot settings."),
     datasets: list[str] = typer.Option([], "--datasets", help="Few-shot: data sets."),
     out: Path = typer.Option(None, "--out", help="Output folder (default nam_runs/FAMILY-PRESET)."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Check everything and list the runs; train nothing."
+    ),
     show_help: bool = typer.Option(
         False, "--help", "-h", help="Show this help, or the family's with a FAMILY."
     ),
@@ -457,6 +485,9 @@ def reproduce(
             "shots": tuple(int(k) for k in shot_list) if shot_list else None,
             "datasets": tuple(_names(datasets) or ()) or None,
         }
+        if dry_run:
+            _dry_run(info, options)
+            return
         report = _call_reproducer(info.reproduce, family, options)
     except Exception as err:
         if not _user_error(err):

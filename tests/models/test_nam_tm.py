@@ -185,7 +185,7 @@ def test_stack_hands_the_tape_to_the_next_layer(handoff):
 
 
 def test_2023_key_tape_stores_the_raw_write_head_under_the_key():
-    # PAPER.md §4: K <- K + (p_w w - p_e K k) k^T, j = K q (w un-normalised).
+    # docs/paper.md §4: K <- K + (p_w w - p_e K k) k^T, j = K q (w un-normalised).
     m = _tm("2023", d=4, L=6)
     s = _random_state(m, 2, 6)
     x = torch.randn(2, 1, 8, dtype=torch.double)
@@ -200,7 +200,7 @@ def test_2023_key_tape_stores_the_raw_write_head_under_the_key():
 
 
 def test_2022_key_tape_stores_keys_at_positions_with_tied_erase():
-    # PAPER.md §4: K' = WR(K, mu(H_w), mu(W_k x), p_w, p_w) with K [d, L]; j_l = <K_l, q>.
+    # docs/paper.md §4: K' = WR(K, mu(H_w), mu(W_k x), p_w, p_w) with K [d, L]; j_l = <K_l, q>.
     m = _tm("2022", d=4, L=6)
     s = _random_state(m, 2, 6)
     x = torch.randn(2, 1, 8, dtype=torch.double)
@@ -310,7 +310,7 @@ def test_each_ablation_removes_exactly_its_action_or_gate(kind, variant):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_only_jump_cannot_leave_cell_zero(kind):
-    # PAPER.md §4: the key tape only stores visited positions, so heads stay on cell 0.
+    # docs/paper.md §4: the key tape only stores visited positions, so heads stay on cell 0.
     m = _tm(kind, actions=("noop", "jump"))
     _, st = m(torch.randn(2, 10, 8, dtype=torch.double))
     assert torch.all(st.heads[..., 1:] == 0) and torch.all(st.tape[..., 1:] == 0)

@@ -26,7 +26,7 @@ def test_shapes_and_dtype(name):
 
 
 def test_paper_sizes():
-    # PAPER.md §5: LSAM 25.8M parameters. The NAM-TMs use the released sizes (width 1024, 8 tapes
+    # docs/paper.md §5: LSAM 25.8M parameters. The NAM-TMs use the released sizes (width 1024, 8 tapes
     # x 128): 18.0M for the 2022 model (the paper reports 23.3M), 12.7M for the 2023 one.
     lsam = count_parameters(build_memory_model("lsam", VOCAB, CLASSES, "paper"))
     assert abs(lsam - 25.8e6) / 25.8e6 < 0.05

@@ -43,7 +43,7 @@ def _qkv(B=2, T=7, H=2, d=4, dtype=torch.float64):
 
 
 def test_nam_kernel_matches_definition() -> None:
-    # out_j = sum_s cos(q_j, k_s) v_s  (PAPER.md §2), written as explicit loops.
+    # out_j = sum_s cos(q_j, k_s) v_s  (docs/paper.md §2), written as explicit loops.
     q, k, v = _qkv()
     out = nam_kernel(q, k, v, None)
     qn, kn = unit_norm(q), unit_norm(k)

@@ -3,7 +3,7 @@
 All three models learn to drop the zeros from digit strings of 1–10 digits and are then tested,
 zero-shot, on 11–13 (OD-easy), 14–16 (OD-hard) and 17–22 digits. The Transformer fits the
 training lengths but fails beyond them; NAM-TM, whose tape and heads do not depend on the
-length, keeps its accuracy (PAPER.md §5, Table 2). The demo prints the table, writes
+length, keeps its accuracy (docs/paper.md §5, Table 2). The demo prints the table, writes
 ``demo.md`` and saves ``demo_reduce.png`` (sequence accuracy vs number of digits).
 
 Runs go through the same engine, run folders and resume logic as ``nam train``: re-running the

@@ -79,7 +79,7 @@ DATASETS = ("glyphs", "noto", "miniimagenet", "omniglot")
 RENDERED = ("glyphs", "noto")  # rendered here from installed fonts: no folder needed
 
 # Reference numbers (Gidaris & Komodakis 2018, cosine classifier + attention-based weight
-# generator, ResNet backbone, mini-ImageNet 5-way), as restated in PAPER.md §6.
+# generator, ResNet backbone, mini-ImageNet 5-way), as restated in docs/paper.md §6.
 PAPER_REFERENCE = {
     1: {"novel_acc": 56.21, "base_acc": 79.79, "joint_acc": 52.81},
     5: {"novel_acc": 70.64, "base_acc": 79.56, "joint_acc": 59.48},

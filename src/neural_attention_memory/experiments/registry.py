@@ -48,6 +48,8 @@ class FamilyInfo:
         models: model name -> one-line description.
         presets: preset name -> one-line description.
         datasets: data set name -> one line (generated, or where the user's files go).
+        family: the :class:`~.reproducer.Family` of families built on the shared reproducer
+            (lets ``nam reproduce FAMILY --dry-run`` check and list the runs without training).
     """
 
     name: str
@@ -56,6 +58,7 @@ class FamilyInfo:
     models: Mapping[str, str] = field(default_factory=dict)
     presets: Mapping[str, str] = field(default_factory=dict)
     datasets: Mapping[str, str] = field(default_factory=dict)
+    family: Any = None
 
 
 _REPRODUCERS: dict[str, FamilyInfo] = {}
@@ -103,10 +106,24 @@ def register_reproducer(
     models: Mapping[str, str] | None = None,
     presets: Mapping[str, str] | None = None,
     datasets: Mapping[str, str] | None = None,
+    family_spec: Any = None,
 ) -> Callable[..., Any]:
-    """Register ``fn(preset, out_dir, **options) -> pathlib.Path`` (the report written)."""
+    """Register ``fn(preset, out_dir, **options) -> pathlib.Path`` (the report written).
+
+    ``family_spec``: the family's :class:`~.reproducer.Family` when it uses the shared reproducer;
+    its description and models fill in what is not given here.
+    """
+    if family_spec is not None:
+        description = description or family_spec.description
+        models = models or {m: "" for m in family_spec.models}
     _REPRODUCERS[family] = FamilyInfo(
-        family, fn, description, dict(models or {}), dict(presets or {}), dict(datasets or {})
+        family,
+        fn,
+        description,
+        dict(models or {}),
+        dict(presets or {}),
+        dict(datasets or {}),
+        family_spec,
     )
     return fn
 
@@ -127,7 +144,9 @@ def get_family(family: str) -> FamilyInfo:
     specs = [_TASKS[t] for t in list_tasks(family)]
     models = dict(info.models) or {m: "" for s in specs for m in s.models}
     presets = dict(info.presets) or {p: "" for s in specs for p in s.presets}
-    return FamilyInfo(info.name, info.reproduce, info.description, models, presets, info.datasets)
+    return FamilyInfo(
+        info.name, info.reproduce, info.description, models, presets, info.datasets, info.family
+    )
 
 
 def get_reproducer(family: str) -> Callable[..., Any]:

@@ -1,4 +1,4 @@
-"""The NAM-TM tape recurrence over all steps, with a hand-written backward (PAPER.md §4).
+"""The NAM-TM tape recurrence over all steps, with a hand-written backward (docs/paper.md §4).
 
 Everything that does not depend on the tape (gates, actions, values, keys, jump queries) is computed
 by the caller for every step; :func:`tape_scan` runs the sequential part. Batch and tapes are folded

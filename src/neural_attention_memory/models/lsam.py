@@ -1,4 +1,4 @@
-"""LSAM, Long Short-term Attention Memory (PAPER.md §3): an LSTM whose cell is a NAM memory per head.
+"""LSAM, Long Short-term Attention Memory (docs/paper.md §3): an LSTM whose cell is a NAM memory per head.
 
 One step, with input ``x_t`` and previous hidden ``h_{t-1}``::
 
@@ -331,7 +331,7 @@ class LSAM(nn.Module):
             ``hidden_size``, unlike ``nn.LSTM``'s ``2 * hidden_size``).
         num_heads: heads per layer (over both directions).
         num_layers: stacked layers; layer ``l > 0`` reads layer ``l - 1``'s output.
-        bidirectional: half the heads run backwards (PAPER.md §3).
+        bidirectional: half the heads run backwards (docs/paper.md §3).
         batch_first: ``x`` is `[B, T, F]` (True) or `[T, B, F]` (False).
         dropout: dropout on the outputs of every layer but the last.
         separate_erase: learn a separate erase gate instead of tying it to the write gate.

@@ -1,4 +1,4 @@
-"""NAM-TM, the NAM Turing Machine (PAPER.md §4), in the two versions the authors released.
+"""NAM-TM, the NAM Turing Machine (docs/paper.md §4), in the two versions the authors released.
 
 A tape of ``L`` cells is a NAM memory whose keys are positions, ``T = sum_i v_i e_i^T`` `[d, L]`.
 Per tape a read head ``H_r`` and a write head ``H_w`` (soft positions `[L]`, one-hot at cell 0 at
@@ -504,7 +504,7 @@ class NAMTuringMachine(nn.Module):
 
 class NAMTMStack(nn.Module):
     """Stacked NAM-TM layers; layer ``l > 0`` reads layer ``l - 1``'s outputs and starts from its
-    final tape (PAPER.md §4: "the second starting from the first's tape").
+    final tape (docs/paper.md §4: "the second starting from the first's tape").
 
     Args:
         dim, num_tapes, head_dim, tape_length: as :class:`NAMTuringMachine`.

@@ -1,13 +1,13 @@
 """Sequence models for masked sequence completion: Embedding -> LSAM | NAM-TM layers -> classifier.
 
-The length-generalisation experiment (PAPER.md §5) builds its models through
+The length-generalisation experiment (docs/paper.md §5) builds its models through
 :func:`build_memory_model`; every model maps ``tokens [B, T]`` (plus an optional right-padding mask)
 to per-position logits ``[B, T, num_classes]``.
 
-Model names and what they are (PAPER.md §4 lists the two NAM-TMs):
+Model names and what they are (docs/paper.md §4 lists the two NAM-TMs):
 
 =====================  ==================================================================
-``lsam``               2 LSAM layers (PAPER.md §3), erase tied to write.
+``lsam``               2 LSAM layers (docs/paper.md §3), erase tied to write.
 ``nam-tm-2022``        the model of the paper's Table 2: bidirectional GRU controller, erase
                        tied to write, keys stored at positions (``j = K^T q``), 2 layers, the
                        second starting from the first's value tape. Cannot step.
@@ -225,7 +225,7 @@ class NAMTMSequenceModel(nn.Module):
 
 # -- the registry ---------------------------------------------------------------------------------
 
-# The two NAM-TMs of PAPER.md §4 and the earlier mix of both (kept to reproduce results measured
+# The two NAM-TMs of docs/paper.md §4 and the earlier mix of both (kept to reproduce results measured
 # with it before the two were separated).
 _NAMTM_BASES: dict[str, dict[str, Any]] = {
     "nam-tm-2022": {

@@ -1,4 +1,4 @@
-"""Algorithmic tasks for zero-shot length generalisation (PAPER.md §5), in masked-completion form.
+"""Algorithmic tasks for zero-shot length generalisation (docs/paper.md §5), in masked-completion form.
 
 Every task is a sequence-tagging problem with input and target aligned 1:1, so encoder-only models
 (Transformer, Universal Transformer) and recurrent models (LSTM, DNC, Stack-RNN, LSAM, NAM-TM) see
@@ -24,7 +24,7 @@ task             input                               target
 - ``fib`` (also ``addition``): the next term of a Fibonacci-like sequence ``a, b, a + b``: two
   ``n``-digit numbers, ``n + 1`` slots (the sum has ``n`` or ``n + 1`` digits; ``<eos>`` fills).
 - ``palin`` (also ``reverse``): the ``n`` digits reversed. Unlike the authors' released generator,
-  the answer appears only in the target (PAPER.md §5).
+  the answer appears only in the target (docs/paper.md §5).
 - ``reduce``: the ``n`` digits with every zero removed; ``n`` slots, ``<eos>`` after the answer.
   Zeros are drawn with probability ``zero_prob`` (default 0.5) so that there is something to drop.
 - ``dyck4``: a prefix over four bracket types ``() [] {} <>`` with ``n`` unclosed brackets (plus
@@ -32,7 +32,7 @@ task             input                               target
   first.
 - ``copy`` / ``repeat-copy``: the ``n`` digits, once / ``repeats`` times.
 
-Splits (PAPER.md §5): ``train`` 1–10 digits, ``id`` 5–10, ``od_easy`` 11–13, ``od_hard`` 14–16,
+Splits (docs/paper.md §5): ``train`` 1–10 digits, ``id`` 5–10, ``od_easy`` 11–13, ``od_hard`` 14–16,
 ``test`` 17–22 (the authors' later code); all configurable through :func:`default_splits`. The
 training set is drawn first; every evaluation set then excludes every problem already drawn (the
 training set and earlier evaluation sets) and holds no duplicates, so evaluation never overlaps

@@ -137,6 +137,7 @@ register_reproducer(
     reproduce,
     description=FAMILY.description,
     models=MODEL_DESCRIPTIONS,
+    family_spec=FAMILY,
     presets={n: (f.__doc__ or "").strip().splitlines()[0] for n, f in PRESETS.items()},
     datasets={
         "algorithmic": "generated: fib, palin, reduce, dyck4, copy, repeat-copy (seeded)",

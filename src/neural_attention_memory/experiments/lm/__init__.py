@@ -90,4 +90,4 @@ def reproduce(
     )
 
 
-register_reproducer("lm", reproduce)
+register_reproducer("lm", reproduce, family_spec=FAMILY)

@@ -141,6 +141,7 @@ register_reproducer(
     reproduce,
     description=FAMILY.description,
     models=MODEL_DESCRIPTIONS,
+    family_spec=FAMILY,
     presets={n: (f.__doc__ or "").strip().splitlines()[0] for n, f in PRESETS.items()},
     datasets={
         "listops": "generated (seeded, cached); or the LRA release under data.release",

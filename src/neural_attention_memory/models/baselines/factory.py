@@ -1,4 +1,4 @@
-"""One factory for every model of the length-generalisation experiment (PAPER.md §5).
+"""One factory for every model of the length-generalisation experiment (docs/paper.md §5).
 
 ``build_tagger(name, vocab_size, num_classes, size, **overrides)`` returns a per-position tagger
 ``forward(tokens [B, T], padding_mask [B, T] | None) -> logits [B, T, C]``:
