@@ -94,8 +94,14 @@ def test_chunk_size_and_dtype():
     q, k, v = qkv()
     with pytest.raises(ValueError, match=r"chunk_size: expected a positive int, got 0"):
         F.chunk_causal_nam_attention(q, k, v, chunk_size=0)
-    with pytest.raises(TypeError, match=r"p_w: expected dtype torch.bfloat16 \(same as q\)"):
-        F.chunk_causal_nam_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), torch.rand(2, 5, 3))
+    with pytest.raises(
+        TypeError, match=r"p_w: expected dtype torch.bfloat16 or torch.float32 \(same as q\)"
+    ):
+        F.chunk_causal_nam_attention(
+            q.bfloat16(), k.bfloat16(), v.bfloat16(), torch.rand(2, 5, 3, dtype=torch.float64)
+        )
+    with pytest.raises(TypeError, match=r"p_w: expected dtype torch.float32 \(same as q\)"):
+        F.chunk_causal_nam_attention(q, k, v, torch.rand(2, 5, 3).bfloat16())
 
 
 @pytest.mark.parametrize("fn", ALL)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "accepted_dtypes",
     "check_float_tensor",
     "check_gate",
     "check_memory_gate",
@@ -17,6 +18,23 @@ __all__ = [
     "check_qkv",
     "check_state",
 ]
+
+
+_HALF = (torch.bfloat16, torch.float16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype NAM attention accumulates in: float32 for bfloat16/float16, else ``dtype``."""
+    return torch.float32 if dtype in _HALF else dtype
+
+
+def accepted_dtypes(ref: Tensor) -> tuple[torch.dtype, ...]:
+    """Gates and states may be in q's dtype or, for half q, in the float32 accumulation dtype."""
+    return (ref.dtype,) if ref.dtype not in _HALF else (ref.dtype, torch.float32)
+
+
+def _want(ref: Tensor) -> str:
+    return " or ".join(str(d) for d in accepted_dtypes(ref)) + " (same as q)"
 
 
 def _shape(t: Tensor) -> str:
@@ -135,8 +153,8 @@ def check_gate(
         raise TypeError(f"{name}: expected a floating-point tensor, got dtype {p.dtype}")
     if p.shape != (B, T, H):
         raise ValueError(f"{name}: expected shape [B, T, H] = {(B, T, H)}, got {_shape(p)}")
-    if p.dtype != ref.dtype:
-        raise TypeError(f"{name}: expected dtype {ref.dtype} (same as q), got {p.dtype}")
+    if p.dtype not in accepted_dtypes(ref):
+        raise TypeError(f"{name}: expected dtype {_want(ref)}, got {p.dtype}")
     _check_prob_range(name, p, None if mask is None else mask.unsqueeze(-1))
     return p
 
@@ -169,6 +187,6 @@ def check_state(
         raise ValueError(
             f"{name}: expected shape [B, H, d_v, d_k] = {(B, H, d_v, d_k)}, got {_shape(s)}"
         )
-    if s.dtype != ref.dtype:
-        raise TypeError(f"{name}: expected dtype {ref.dtype} (same as q), got {s.dtype}")
+    if s.dtype not in accepted_dtypes(ref):
+        raise TypeError(f"{name}: expected dtype {_want(ref)}, got {s.dtype}")
     return s

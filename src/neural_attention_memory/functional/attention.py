@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._prep import fold_padding, prepare
+from ._prep import fold_padding, no_autocast, prepare
 
 __all__ = ["nam_attention", "recurrent_causal_nam_attention"]
 
@@ -28,14 +28,16 @@ def nam_attention(
         p_w: `[B, T, H]` write probabilities (None = 1). p_r: `[B, T, H]` read probabilities (None = 1).
         key_padding_mask: `[B, T]` bool, True = padding: padded tokens write nothing and output 0.
     Returns:
-        `[B, T, H, d_v]`.
+        `[B, T, H, d_v]`, in q's dtype (bfloat16/float16 inputs are accumulated in float32).
     """
-    x = prepare(q, k, v, p_w=p_w, p_r=p_r, key_padding_mask=key_padding_mask)
-    w = fold_padding(x.p_w, x.keep, x.q)
-    r = fold_padding(x.p_r, x.keep, x.q)
-    vw = x.v if w is None else x.v * w.unsqueeze(-1)
-    out = _write_then_read(x.q, x.k, vw)
-    return out if r is None else out * r.unsqueeze(-1)
+    with no_autocast(q):
+        x = prepare(q, k, v, p_w=p_w, p_r=p_r, key_padding_mask=key_padding_mask)
+        w = fold_padding(x.p_w, x.keep, x.q)
+        r = fold_padding(x.p_r, x.keep, x.q)
+        vw = x.v if w is None else x.v * w.unsqueeze(-1)
+        out = _write_then_read(x.q, x.k, vw)
+        out = out if r is None else out * r.unsqueeze(-1)
+        return out.to(x.dtype)
 
 
 # Up to this many (batch, head) pairs, per-pair 2-D matmuls on strided views beat one batched
@@ -79,27 +81,29 @@ def recurrent_causal_nam_attention(
     """Causal NAM attention as a token-by-token recurrence (the decoding form).
 
     ``M_t = M_{t-1} + (p_w v_t - p_e M_{t-1} k_t) k_t^T`` (one rank-1 update), ``out_t = p_r M_t q_t``.
-    Same contract as :func:`~neural_attention_memory.functional.chunk_causal_nam_attention`; memory of
+    Same contract as :func:`~neural_attention_memory.functional.chunk_causal_nam_attention` (half
+    inputs accumulate in float32; the state is float32 then); memory of
     the backward pass is `O(T d_v d_k)` (autograd keeps every state), time `O(T d_v d_k)`.
     """
-    x = prepare(q, k, v, p_w, p_e, p_r, initial_state, key_padding_mask)
-    w = fold_padding(x.p_w, x.keep, x.q)
-    e = fold_padding(x.p_e, x.keep, x.q, absent=0.0)
-    r = fold_padding(x.p_r, x.keep, x.q)
-    # Time-major [T, B, H, d], unbound once: per-step indexing would make the backward build a
-    # full-size zero gradient for every step (quadratic in T).
-    qs = x.q.transpose(0, 1).unsqueeze(-1).unbind(0)
-    ks = x.k.transpose(0, 1).unsqueeze(-2).unbind(0)
-    vs = (x.v if w is None else x.v * w.unsqueeze(-1)).transpose(0, 1).unsqueeze(-1).unbind(0)
-    es = (None,) * x.T if e is None else e.transpose(0, 1)[..., None, None].unbind(0)
-    M = x.state if x.state is not None else x.q.new_zeros(x.B, x.H, x.d_v, x.d_k)
-    outs = []
-    for q_t, k_t, u, e_t in zip(qs, ks, vs, es, strict=True):  # u: [B, H, d_v, 1]
-        if e_t is not None:
-            u = u - e_t * (M @ k_t.transpose(-1, -2))
-        M = M + u @ k_t
-        outs.append(M @ q_t)
-    out = torch.stack(outs, dim=1).squeeze(-1)  # [B, T, H, d_v]
-    if r is not None:
-        out = out * r.unsqueeze(-1)
-    return out, (M if output_final_state else None)
+    with no_autocast(q):
+        x = prepare(q, k, v, p_w, p_e, p_r, initial_state, key_padding_mask)
+        w = fold_padding(x.p_w, x.keep, x.q)
+        e = fold_padding(x.p_e, x.keep, x.q, absent=0.0)
+        r = fold_padding(x.p_r, x.keep, x.q)
+        # Time-major [T, B, H, d], unbound once: per-step indexing would make the backward build a
+        # full-size zero gradient for every step (quadratic in T).
+        qs = x.q.transpose(0, 1).unsqueeze(-1).unbind(0)
+        ks = x.k.transpose(0, 1).unsqueeze(-2).unbind(0)
+        vs = (x.v if w is None else x.v * w.unsqueeze(-1)).transpose(0, 1).unsqueeze(-1).unbind(0)
+        es = (None,) * x.T if e is None else e.transpose(0, 1)[..., None, None].unbind(0)
+        M = x.state if x.state is not None else x.q.new_zeros(x.B, x.H, x.d_v, x.d_k)
+        outs = []
+        for q_t, k_t, u, e_t in zip(qs, ks, vs, es, strict=True):  # u: [B, H, d_v, 1]
+            if e_t is not None:
+                u = u - e_t * (M @ k_t.transpose(-1, -2))
+            M = M + u @ k_t
+            outs.append(M @ q_t)
+        out = torch.stack(outs, dim=1).squeeze(-1)  # [B, T, H, d_v]
+        if r is not None:
+            out = out * r.unsqueeze(-1)
+        return out.to(x.dtype), (M if output_final_state else None)

@@ -33,31 +33,18 @@ gradients are exact.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor
 
-from ._validate import check_gate, check_padding_mask, check_qkv, check_state
+from ._prep import no_autocast
+from ._validate import check_gate, check_padding_mask, check_qkv, check_state, compute_dtype
 
 __all__ = ["ChunkNAMFunction", "chunk_causal_nam_attention"]
 
 _EPS = 1e-6  # unit_norm's default guard, the same in every form
-_HALF = (torch.bfloat16, torch.float16)
 # Rows (chunks x heads x C) of one block: big enough that each op is a large batched BLAS call,
 # small enough that a block's temporaries stay a few MB and are reused from the heap.
 _BLOCK_ROWS = 4096
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype the chunk form accumulates in: float32 for half types, else ``dtype``."""
-    return torch.float32 if dtype in _HALF else dtype
-
-
-def _no_autocast(device: torch.device):
-    if device.type in ("cpu", "cuda"):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def _row_substitution_inverse(E: Tensor) -> Tensor:
@@ -251,14 +238,14 @@ class ChunkNAMFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, w, e, r, S0, mask, C):
-        with _no_autocast(q.device):
+        with no_autocast(q):
             return _forward(ctx, q, k, v, w, e, r, S0, mask, C)
 
     @staticmethod
     def backward(ctx, dO, dS_last):
         if torch.is_grad_enabled():  # create_graph=True: differentiate a differentiable twin
             return _backward_differentiable(ctx, dO, dS_last)
-        with _no_autocast(ctx.device):
+        with no_autocast(ctx.saved_tensors[0]):
             return _backward(ctx, dO, dS_last)
 
 
@@ -325,9 +312,9 @@ def _forward(ctx, q, k, v, w, e, r, S0, mask, C):
         f = torch.ones_like(m, dtype=cdt) if x.r is None else x.r.clone()
         o.mul_(f.masked_fill_(m, float("nan")).unsqueeze(-1))
         _scatter(o.view(n1 - n0, B, H, C, d_v), O, n0, n1, C)
-    S_T = torch.where(carry.view(G, 1, 1), float("nan"), Sb[-1]).to(q.dtype)
+    S_T = torch.where(carry.view(G, 1, 1), float("nan"), Sb[-1])  # kept in the accumulation dtype
     ctx.save_for_backward(q, k, v, w, e, r, S0, mask, Sb, marks)
-    ctx.C, ctx.device = C, q.device
+    ctx.C = C
     return O, S_T.view(B, H, d_v, d_k)
 
 
@@ -421,7 +408,7 @@ def _backward(ctx, dO, dS_last):
         for src, dst in ((dqb, dq), (dkb, dk), (dvb, dv), (dwb, dw), (deb, de), (drb, dr)):
             if dst is not None:
                 _scatter(src.view(nl, B, H, C, *src.shape[3:]), dst, n0, n1, C)
-    dS0 = dS.view(B, H, d_v, d_k).to(q.dtype) if S0 is not None and need[6] else None
+    dS0 = dS.view(B, H, d_v, d_k).to(S0.dtype) if S0 is not None and need[6] else None
     return dq, dk, dv, dw, de, dr, dS0, None, None
 
 
@@ -468,16 +455,20 @@ def chunk_causal_nam_attention(
 
     ``M_t = M_{t-1} + p_w v_t k_t^T - p_e (M_{t-1} k_t) k_t^T`` and ``out_t = p_r M_t q_t`` with
     ``q_t, k_t`` unit-normalised inside; the same numbers as :func:`naive_causal_nam_attention`.
-    bfloat16/float16 inputs are accumulated in float32 and returned in their own dtype.
+    bfloat16/float16 inputs are accumulated in float32: buffers, products and the carried state are
+    float32 inside; the output comes back in q's dtype and the final state in float32 (so a state
+    carried across segments loses nothing).
 
     Args:
         q: `[B, T, H, d_k]`; k: `[B, T, H, d_k]`; v: `[B, T, H, d_v]`; any ``T >= 1``.
-        p_w, p_e, p_r: `[B, T, H]` write / erase / read probabilities in [0, 1]; None means
-            ``p_w = 1``, ``p_e = 0`` (no erase), ``p_r = 1``.
-        initial_state: `[B, H, d_v, d_k]` memory carried from a previous segment (None = zeros).
+        p_w, p_e, p_r: `[B, T, H]` write / erase / read probabilities in [0, 1] (NaN rejected);
+            None means ``p_w = 1``, ``p_e = 0`` (no erase), ``p_r = 1``. q's dtype, or float32
+            for half q.
+        initial_state: `[B, H, d_v, d_k]` memory carried from a previous segment (None = zeros),
+            q's dtype or float32 for half q.
         output_final_state: also return the memory after the last token.
         key_padding_mask: `[B, T]` bool, True = padding: a padded step leaves the memory unchanged
-            and outputs zeros, whatever values the padded positions hold.
+            and outputs zeros, whatever values the padded positions hold (NaN and inf included).
         chunk_size: tokens per chunk ``C`` (positive int); 64 is a good CPU default for d = 64.
     Returns:
         ``(out [B, T, H, d_v], final_state [B, H, d_v, d_k] or None)``.

@@ -57,7 +57,7 @@ class NAMAttention(nn.Module):
             for causal attention (a non-causal memory is written once).
         tie_erase: erase with the write probability (``p_e = p_w``: the delta rule, as in LSAM
             and DeltaNet); needs ``causal=True`` and the ``"write"`` gate, excludes ``"erase"``.
-        mode: causal algorithm: ``"auto"`` (chunk for float32/64 sequences longer than one chunk
+        mode: causal algorithm: ``"auto"`` (chunk for sequences longer than one chunk
             step, recurrent otherwise), ``"chunk"``, ``"recurrent"`` or ``"naive"``.
         chunk_size: chunk length of the chunk form.
         dropout: dropout on the attention output before the output projection.
@@ -193,9 +193,8 @@ class NAMAttention(nn.Module):
             mode = self.mode if mode is None else mode
             if mode not in MODES:
                 raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-            if mode == "auto":
-                fast = x.dtype in (torch.float32, torch.float64) and T > 8
-                mode = "chunk" if fast else "recurrent"
+            if mode == "auto":  # any dtype: the kernels accumulate half inputs in float32
+                mode = "chunk" if T > 8 else "recurrent"
             kwargs = {"chunk_size": self.chunk_size} if mode == "chunk" else {}
             out, memory = _CAUSAL_FNS[mode](
                 q,
