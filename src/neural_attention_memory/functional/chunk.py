@@ -36,6 +36,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _fla
 from ._prep import no_autocast
 from ._validate import check_gate, check_padding_mask, check_qkv, check_state, compute_dtype
 
@@ -459,6 +460,10 @@ def chunk_causal_nam_attention(
     float32 inside; the output comes back in q's dtype and the final state in float32 (so a state
     carried across segments loses nothing).
 
+    On CUDA tensors, when flash-linear-attention (``fla``) is importable, the work goes to its Triton
+    DPLR / delta-rule kernels (see ``functional/_fla.py``; ``NAM_DISABLE_FLA=1`` turns that off);
+    everywhere else this pure-PyTorch chunk form runs (any device).
+
     Args:
         q: `[B, T, H, d_k]`; k: `[B, T, H, d_k]`; v: `[B, T, H, d_v]`; any ``T >= 1``.
         p_w, p_e, p_r: `[B, T, H]` write / erase / read probabilities in [0, 1] (NaN rejected);
@@ -481,5 +486,10 @@ def chunk_causal_nam_attention(
     p_e = check_gate("p_e", p_e, B, T, H, q, mask)
     p_r = check_gate("p_r", p_r, B, T, H, q, mask)
     state = check_state("initial_state", initial_state, B, H, d_v, d_k, q)
-    out, S = ChunkNAMFunction.apply(q, k, v, p_w, p_e, p_r, state, mask, min(chunk_size, T))
+    if _fla.use_fla(q):  # CUDA tensors with flash-linear-attention importable: its Triton kernels
+        out, S = _fla.fla_causal_nam_attention(
+            q, k, v, p_w, p_e, p_r, state, mask, *_fla.fla_kernels()
+        )
+    else:
+        out, S = ChunkNAMFunction.apply(q, k, v, p_w, p_e, p_r, state, mask, min(chunk_size, T))
     return out, (S if output_final_state else None)
