@@ -16,9 +16,6 @@ from typing import Any
 
 import torch
 
-from ..training.rundir import atomic_write_json  # re-exported for the benchmarks
-from ..training.timing import default_clock, time_fn  # re-exported for the benchmarks
-
 __all__ = [
     "atomic_write_json",
     "check_targets",
@@ -33,6 +30,31 @@ __all__ = [
 _PROC_STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _libc = None
+
+
+# The training stack (lightning) is slow to import and a memory probe in a fresh process needs none
+# of it, so its helpers re-exported here are imported on first use.
+
+
+def default_clock() -> str:
+    """:func:`..training.timing.default_clock`."""
+    from ..training.timing import default_clock as clock
+
+    return clock()
+
+
+def time_fn(fn: Callable[[], Any], *args: Any, **kwargs: Any) -> float:
+    """:func:`..training.timing.time_fn` (median milliseconds of ``fn()``)."""
+    from ..training.timing import time_fn as timer
+
+    return timer(fn, *args, **kwargs)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """:func:`..training.rundir.atomic_write_json`."""
+    from ..training.rundir import atomic_write_json as write
+
+    write(path, obj)
 
 
 def set_threads(threads: int) -> None:
