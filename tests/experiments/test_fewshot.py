@@ -155,6 +155,45 @@ def test_episode_splits_use_the_right_pools(tmp_path, monkeypatch):
                 assert q_base <= pools[split]
 
 
+def test_stage2_step_on_a_batch_of_episodes():
+    # The batch-averaged erase ablation trains on batches of episodes (trainer.batch_size > 1).
+    from neural_attention_memory.models.few_shot import NAMFewShotClassifier
+    from neural_attention_memory.tasks.episodes import (
+        EpisodeDataset,
+        GeneralizedEpisodeSampler,
+        collate_episode,
+    )
+
+    torch.manual_seed(0)
+    labels = np.repeat(np.arange(12), 8)
+    sampler = GeneralizedEpisodeSampler(
+        labels=labels,
+        base_classes=np.arange(12),
+        novel_classes=np.arange(12),
+        novel_pool=np.arange(len(labels)),
+        base_pool=np.arange(len(labels)),
+        n_way=3,
+        k_shot=2,
+        n_query_novel=2,
+        n_query_base=6,
+        num_episodes=4,
+        seed=0,
+        fake_novel=True,
+    )
+    ds = EpisodeDataset(sampler, torch.randn(len(labels), 8))
+    head = NAMFewShotClassifier(12, 8, erase="batch_mean")
+    batch = collate_episode([ds[i] for i in range(4)])
+    out = fs._stage2_compute(head, batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and head.gate_e.net[2].weight.grad.abs().sum() > 0
+    _num, den = out.metrics["joint_acc"]
+    assert int(den) == 4 * (3 * 2 + 6)  # every query of the 4 episodes
+    # With per-episode erase the batched step is the mean of the single-episode losses.
+    head = NAMFewShotClassifier(12, 8)
+    single = [fs._stage2_compute(head, ds[i]).loss for i in range(4)]
+    torch.testing.assert_close(fs._stage2_compute(head, batch).loss, torch.stack(single).mean())
+
+
 def test_equal_error_point_and_erase_ablation():
     offsets = np.array([-0.1, 0.0, 0.1])
     curve = np.array([[90.0, 1.0, 9.0], [92.0, 3.0, 5.0], [91.0, 7.0, 1.0]])

@@ -318,3 +318,85 @@ def test_build_head_and_convnet():
         net(torch.randn(2, 3, 16, 16))
     with pytest.raises(ValueError, match="widths"):
         ConvNetConfig(widths=())
+
+
+def _episodes(e=3, n=N, k=K, d=D, nb=NB):
+    f = torch.randn(e, n * k, d, dtype=torch.float64)
+    labels = torch.arange(n).repeat_interleave(k).expand(e, -1).clone()
+    base_ids = torch.stack([torch.randperm(nb)[: nb - 2] for _ in range(e)])
+    return f, labels, base_ids
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: CosineClassifier(NB, D),
+        lambda: CosineClassifier(NB, D, generator="att"),
+        lambda: NAMFewShotClassifier(NB, D),
+        lambda: NAMFewShotClassifier(NB, D, gate="tied"),
+    ],
+)
+def test_batch_of_episodes_equals_one_at_a_time(make):
+    h = make().double()
+    f, labels, base_ids = _episodes()
+    q = torch.randn(3, 4, D, dtype=torch.float64)
+    params = [p for p in h.parameters() if p.requires_grad]
+    W = h.process_support_sets(f, labels, base_ids=base_ids)
+    scores = h(q)
+    assert W.shape == (3, NB - 2 + N, D) and scores.shape == (3, 4, NB - 2 + N)
+    with pytest.raises(ValueError, match="query_features"):
+        h(q[0])  # a batch of episodes needs a batch of query sets
+    cot = torch.randn_like(scores)
+    g_batch = torch.autograd.grad((scores * cot).sum(), params, allow_unused=True)
+    one = []
+    for e in range(3):
+        h.process_support_set(f[e], labels[e], base_ids=base_ids[e])
+        one.append(h(q[e]))
+    one = torch.stack(one)
+    torch.testing.assert_close(scores, one)
+    g_one = torch.autograd.grad((one * cot).sum(), params, allow_unused=True)
+    for a, b in zip(g_batch, g_one, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
+def test_batch_mean_erase_quirk():
+    # The authors' code: the batched erase is averaged over the episodes of a mini-batch.
+    h = _tied(erase="batch_mean")
+    f, labels, base_ids = _episodes()
+    W = h.process_support_sets(f, labels, base_ids=base_ids)
+    w0 = unit_norm(h.weight_base)
+    erases = []
+    for e in range(3):
+        k = unit_norm(f[e])
+        p = h.gate(k)
+        erases.append(sum(p[n] * torch.outer(w0 @ k[n], k[n]) for n in range(k.shape[0])))
+    w = w0 - torch.stack(erases).mean(0)
+    episode = NAMFewShotClassifier(NB, D, gate="tied", value_scale="one").double()
+    episode.load_state_dict(h.state_dict())
+    for e in range(3):
+        ref = episode.process_support_set(f[e], labels[e], base_ids=base_ids[e])
+        torch.testing.assert_close(W[e, : NB - 2], w[base_ids[e]])
+        torch.testing.assert_close(W[e, NB - 2 :], ref[NB - 2 :])  # novel rows: the episode's
+        # Train/test mismatch: one episode at a time erases only its own keys.
+        assert not torch.allclose(W[e, : NB - 2], ref[: NB - 2])
+        torch.testing.assert_close(h.process_support_set(f[e], labels[e], base_ids[e]), ref)
+    # A batch of one episode is that episode.
+    torch.testing.assert_close(
+        h.process_support_sets(f[:1], labels[:1], base_ids=base_ids[:1])[0],
+        episode.process_support_set(f[0], labels[0], base_ids=base_ids[0]),
+    )
+    # Gradients reach the gate, the base weights and the support features.
+    fg = f.clone().requires_grad_(True)
+    h.process_support_sets(fg, labels, base_ids=base_ids)
+    h(torch.randn(3, 2, D, dtype=torch.float64)).sum().backward()
+    assert fg.grad.abs().sum() > 0 and h.gate.net[2].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="erase"):
+        NAMFewShotClassifier(NB, D, erase="bogus")
+    with pytest.raises(ValueError, match="write_mode"):
+        NAMFewShotClassifier(NB, D, erase="batch_mean", write_mode="sequential")
+    with pytest.raises(ValueError, match="support_labels"):
+        h.process_support_sets(f, labels[:, :2])
+    with pytest.raises(ValueError, match="base_ids"):
+        h.process_support_sets(f, labels, base_ids=base_ids[:2])

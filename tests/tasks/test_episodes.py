@@ -164,8 +164,20 @@ def test_dataset_and_collate():
     )
     batch = next(iter(loader))
     assert batch["support"].shape == (10, 1, 1, 1) and batch["n_way"] == 5
-    with pytest.raises(ValueError, match="batch_size"):
-        collate_episode([item, item])
+    # Several equal-sized episodes stack along a new first dimension.
+    items = [EpisodeDataset(s, feats)[i] for i in range(3)]
+    stacked = collate_episode(items)
+    assert stacked["n_way"] == 5 and stacked["support"].shape == (3, *item["support"].shape)
+    for key in ("support", "support_labels", "query", "query_labels", "is_novel", "base_ids"):
+        for i in range(3):
+            assert torch.equal(stacked[key][i], items[i][key]), key
+    short = dict(item, query=item["query"][:-1], query_labels=item["query_labels"][:-1])
+    with pytest.raises(ValueError, match="equal sizes"):
+        collate_episode([item, short])
+    with pytest.raises(ValueError, match="n_way"):
+        collate_episode([item, dict(item, n_way=4)])
+    with pytest.raises(ValueError, match="at least one"):
+        collate_episode([])
 
 
 def test_errors():

@@ -408,6 +408,7 @@ def build_stage2_head(config: Mapping[str, Any]) -> CosineClassifier | NAMFewSho
             p_e_init=float(m.get("p_e_init", 0.2)),
             gate="tied" if name == "nam_tied" else "separate",
             p_init=float(m.get("p_init", 0.5)),
+            erase=str(m.get("erase", "episode")),
         )
     else:
         raise ValueError(f"model.name: expected one of {', '.join(HEADS)}, got {name!r}")
@@ -453,13 +454,19 @@ def episode_metrics(
 
 
 def _stage2_compute(model: nn.Module, batch: Mapping[str, Any]) -> StepOutput:
-    model.process_support_set(
+    # One episode (`[S, d]` support) or a batch of equal-sized episodes (`[E, S, d]`).
+    process = (
+        model.process_support_sets if batch["support"].dim() == 3 else model.process_support_set
+    )
+    process(
         batch["support"], batch["support_labels"], base_ids=batch["base_ids"], n_way=batch["n_way"]
     )
     scores = model(batch["query"])
     model.reset_episode()
-    loss = F.cross_entropy(scores, batch["query_labels"])
-    m = episode_metrics(scores, batch["query_labels"], batch["is_novel"], len(batch["base_ids"]))
+    n_base = batch["base_ids"].shape[-1]
+    scores, labels = scores.reshape(-1, scores.shape[-1]), batch["query_labels"].reshape(-1)
+    loss = F.cross_entropy(scores, labels)
+    m = episode_metrics(scores, labels, batch["is_novel"].reshape(-1), n_base)
     keep = ("novel_acc", "base_acc", "joint_acc", "fp_base_to_novel", "fp_novel_to_base")
     return StepOutput(loss=loss, metrics={k: m[k] for k in keep})
 
@@ -485,6 +492,7 @@ STAGE2_PRESETS: dict[str, dict[str, Any]] = {
             "p_w_init": 0.9,
             "p_e_init": 0.2,
             "p_init": 0.5,
+            "erase": "episode",
         },
         "data": _EPISODES_QUICK,
         "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4, "lr_decay": 0.8},
@@ -504,6 +512,7 @@ STAGE2_PRESETS: dict[str, dict[str, Any]] = {
             "p_w_init": 0.9,
             "p_e_init": 0.2,
             "p_init": 0.5,
+            "erase": "episode",
         },
         "data": {**_EPISODES_QUICK, "train_episodes": 4000, "val_episodes": 1000},
         "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 5e-4, "lr_decay": 0.8},

@@ -42,6 +42,7 @@ __all__ = [
 
 WRITE_MODES = ("batched", "sequential", "memorize")
 GATES = ("separate", "tied")
+ERASES = ("episode", "batch_mean")
 
 
 @dataclass
@@ -54,7 +55,8 @@ class FewShotHeadConfig:
     ``onehot / K_c`` so a class row is the gated mean of its keys, ``"one"`` writes plain one-hots.
     ``gate`` (NAM only): ``"separate"`` (write and erase gates ``p_w``, ``p_e`` starting at
     ``p_w_init``, ``p_e_init``) or ``"tied"`` (the authors' head: one gate network, ``p_w = p_e``,
-    starting at ``p_init``).
+    starting at ``p_init``). ``erase`` (NAM only): ``"episode"`` or ``"batch_mean"`` (the
+    authors' code averaged the erase over a mini-batch of episodes; an ablation).
     """
 
     head: str = "cosine"
@@ -70,6 +72,7 @@ class FewShotHeadConfig:
     p_e_init: float = 0.2
     gate: str = "separate"
     p_init: float = 0.5
+    erase: str = "episode"
 
 
 def _check_features(name: str, x: object, dim: int) -> Tensor:
@@ -79,6 +82,40 @@ def _check_features(name: str, x: object, dim: int) -> Tensor:
     if x.dim() != 2 or x.shape[1] != dim or x.shape[0] == 0:
         raise ValueError(f"{name}: expected shape [n >= 1, {dim}], got {tuple(x.shape)}")
     return x
+
+
+def _check_queries(x: object, dim: int, weights: Tensor | None) -> Tensor:
+    """Queries `[Q, d]`, or `[E, Q, d]` when the stored episode is a batch of ``E`` episodes."""
+    if weights is not None and weights.dim() == 3:
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            got = x.dtype if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(
+                f"query_features: expected a floating-point tensor [E, Q, {dim}], got {got}"
+            )
+        if x.dim() != 3 or x.shape[0] != weights.shape[0] or x.shape[2] != dim or x.shape[1] == 0:
+            raise ValueError(
+                f"query_features: expected shape [E = {weights.shape[0]}, Q >= 1, {dim}] for a "
+                f"batch of episodes, got {tuple(x.shape)}"
+            )
+        return x
+    return _check_features("query_features", x, dim)
+
+
+def _check_episode_batch(
+    f: object, labels: object, base_ids: Tensor | None, dim: int
+) -> tuple[Tensor, Tensor, list[Tensor | None]]:
+    if not isinstance(f, Tensor) or f.dim() != 3 or f.shape[0] == 0:
+        got = tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__
+        raise ValueError(f"support_features: expected a batch of episodes [E, S, {dim}], got {got}")
+    if not isinstance(labels, Tensor) or labels.shape != f.shape[:2]:
+        got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"support_labels: expected shape [E, S] = {tuple(f.shape[:2])}, got {got}")
+    if base_ids is None or (isinstance(base_ids, Tensor) and base_ids.dim() == 1):
+        return f, labels, [base_ids] * f.shape[0]
+    if not isinstance(base_ids, Tensor) or base_ids.dim() != 2 or base_ids.shape[0] != f.shape[0]:
+        got = tuple(base_ids.shape) if isinstance(base_ids, Tensor) else type(base_ids).__name__
+        raise ValueError(f"base_ids: expected [B'] or [E = {f.shape[0]}, B'], got {got}")
+    return f, labels, list(base_ids)
 
 
 def _check_labels(labels: object, n: int, n_way: int | None) -> tuple[Tensor, int]:
@@ -175,6 +212,31 @@ class _EpisodicHead(nn.Module):
     def num_novel(self) -> int:
         return 0 if self._episode is None else int(self._episode["num_novel"])
 
+    def process_support_sets(
+        self,
+        support_features: Tensor,
+        support_labels: Tensor,
+        base_ids: Tensor | None = None,
+        n_way: int | None = None,
+    ) -> Tensor:
+        """A batch of ``E`` episodes at once: support `[E, S, d]`, labels `[E, S]`, ``base_ids``
+        `[E, B']` (or `[B']` / None: the same for every episode); returns the weights
+        `[E, B' + N, d]`, and ``forward`` then takes queries `[E, Q, d]` -> `[E, Q, B' + N]`.
+
+        Each episode is processed exactly as by :meth:`process_support_set` (heads with a
+        batch-level option such as the NAM head's ``erase="batch_mean"`` override this).
+        """
+        f, labels, ids = _check_episode_batch(support_features, support_labels, base_ids, self.dim)
+        weights = torch.stack(
+            [
+                self.process_support_set(f[e], labels[e], base_ids=ids[e], n_way=n_way)
+                for e in range(f.shape[0])
+            ]
+        )
+        n = int(self._episode["num_novel"])  # type: ignore[index]
+        self._episode = {"weights": weights, "num_novel": torch.tensor(n)}
+        return weights
+
     def classify(
         self,
         query_features: Tensor,
@@ -243,9 +305,9 @@ class CosineClassifier(_EpisodicHead):
 
     def forward(self, query_features: Tensor) -> Tensor:
         """`[Q, d]` -> scores `[Q, B' + N]` (base only, `[Q, num_base]`, without an episode)."""
-        q = _check_features("query_features", query_features, self.dim)
         w = self.weight_base if self._episode is None else self._episode["weights"]
-        return self.gamma * (unit_norm(q) @ unit_norm(w).T + self.beta)
+        q = _check_queries(query_features, self.dim, w)
+        return self.gamma * (unit_norm(q) @ unit_norm(w).transpose(-1, -2) + self.beta)
 
 
 class NAMFewShotClassifier(_EpisodicHead):
@@ -282,8 +344,17 @@ class NAMFewShotClassifier(_EpisodicHead):
         p_e_init: float = 0.2,
         gate: str = "separate",
         p_init: float = 0.5,
+        erase: str = "episode",
     ) -> None:
         super().__init__(num_base, dim, scale, learn_scale)
+        if erase not in ERASES:
+            raise ValueError(f"erase: expected one of {ERASES}, got {erase!r}")
+        if erase == "batch_mean" and write_mode != "batched":
+            raise ValueError(
+                f"erase: 'batch_mean' averages the batched erase; needs write_mode='batched', "
+                f"got {write_mode!r}"
+            )
+        self.erase = erase
         if write_mode not in WRITE_MODES:
             raise ValueError(f"write_mode: expected one of {WRITE_MODES}, got {write_mode!r}")
         if value_scale not in ("mean", "one"):
@@ -349,11 +420,49 @@ class NAMFewShotClassifier(_EpisodicHead):
         self._episode = {"weights": M, "num_novel": torch.tensor(n_way)}
         return M
 
+    def process_support_sets(
+        self,
+        support_features: Tensor,
+        support_labels: Tensor,
+        base_ids: Tensor | None = None,
+        n_way: int | None = None,
+    ) -> Tensor:
+        """A batch of episodes (see :meth:`_EpisodicHead.process_support_sets`).
+
+        With ``erase="batch_mean"`` (the authors' code, an ablation here) the batched base erase
+        ``sum_n p_e,n (M_b k_n) k_n^T`` is averaged over the ``E`` episodes and that mean is
+        applied to every episode's base rows. Evaluation processes one episode at a time, where
+        the mean is the episode's own erase: the train/test mismatch of that code.
+        """
+        if self.erase == "episode":
+            return super().process_support_sets(support_features, support_labels, base_ids, n_way)
+        f, labels, ids = _check_episode_batch(support_features, support_labels, base_ids, self.dim)
+        w0 = unit_norm(self.weight_base)  # [num_base, d]: erase rows of the full base memory
+        novel, erases = [], []
+        for e in range(f.shape[0]):
+            # Novel rows and gates as in one episode; the erase of all num_base rows from W0.
+            m = self.process_support_set(f[e], labels[e], base_ids=ids[e], n_way=n_way)
+            n = int(self._episode["num_novel"])  # type: ignore[index]
+            novel.append(m[m.shape[0] - n :])
+            k = unit_norm(f[e])
+            _p_w, p_e = self.gates(k)
+            erases.append(((w0 @ k.T) * p_e) @ k)  # [num_base, d]
+        w = w0 - torch.stack(erases).mean(0)
+        weights = torch.stack(
+            [
+                torch.cat([w[self._base_ids(ids[e], f.device)], novel[e]], 0)
+                for e in range(f.shape[0])
+            ]
+        )
+        self._episode = {"weights": weights, "num_novel": torch.tensor(novel[0].shape[0])}
+        return weights
+
     def read(self, query_features: Tensor) -> Tensor:
-        """``RD(M, mu(x), 1)`` for each query: `[Q, d]` -> `[Q, B' + N]` (unscaled memory read)."""
-        q = unit_norm(_check_features("query_features", query_features, self.dim))
+        """``RD(M, mu(x), 1)`` for each query: `[Q, d]` -> `[Q, B' + N]` (unscaled memory read;
+        `[E, Q, d]` -> `[E, Q, B' + N]` after :meth:`process_support_sets`)."""
         M = unit_norm(self.weight_base) if self._episode is None else self._episode["weights"]
-        return q @ M.T  # = nam_read(M, q_i) for every row i, in one product
+        q = unit_norm(_check_queries(query_features, self.dim, M))
+        return q @ M.transpose(-1, -2)  # = nam_read(M, q_i) for every row i, in one product
 
     def forward(self, query_features: Tensor) -> Tensor:
         """`[Q, d]` -> scores `[Q, B' + N]` (base only, `[Q, num_base]`, without an episode)."""
@@ -393,6 +502,7 @@ def build_head(config: FewShotHeadConfig) -> CosineClassifier | NAMFewShotClassi
             config.p_e_init,
             config.gate,
             config.p_init,
+            config.erase,
         )
     raise ValueError(f"head: expected 'cosine' or 'nam', got {config.head!r}")
 

@@ -306,9 +306,24 @@ class EpisodeDataset(Dataset):
 
 
 def collate_episode(batch: list[dict]) -> dict:
-    """Collate for ``DataLoader(EpisodeDataset, batch_size=1)``: the one episode, unchanged."""
-    if len(batch) != 1:
-        raise ValueError(
-            f"batch_size: episodes are processed one at a time, expected 1, got {len(batch)}"
-        )
-    return batch[0]
+    """Collate for ``DataLoader(EpisodeDataset)``: one episode unchanged (``batch_size=1``), or
+    ``E`` episodes of equal sizes stacked along a new first dimension (support `[E, S, d]`,
+    labels `[E, S]`, query `[E, Q, d]`, ``base_ids`` `[E, B']`, ...; ``n_way`` stays an int)."""
+    if len(batch) == 0:
+        raise ValueError("batch: expected at least one episode, got none")
+    if len(batch) == 1:
+        return batch[0]
+    out: dict = {"n_way": batch[0]["n_way"]}
+    for key, first in batch[0].items():
+        if key == "n_way":
+            if any(ep["n_way"] != first for ep in batch):
+                raise ValueError("batch: episodes of one batch must have the same n_way")
+            continue
+        shapes = {tuple(ep[key].shape) for ep in batch}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"batch: episodes of one batch must have equal sizes, got {key} shapes "
+                f"{sorted(shapes)}"
+            )
+        out[key] = torch.stack([ep[key] for ep in batch])
+    return out
