@@ -375,3 +375,26 @@ def test_reproduce_with_every_head_on_noto(tmp_path, monkeypatch):
     text = report.read_text()
     assert "| 5shot | nam_tied |" in text and "resnet12" in text
     assert "| 1shot | nam_tied, p_e fixed 0, sequential (ablation) |" in text
+
+
+def test_cli_user_errors_write_nothing(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from neural_attention_memory.cli import app
+    from neural_attention_memory.tasks import noto
+
+    monkeypatch.setenv("NAM_NOTO_DIR", str(tmp_path / "no-fonts"))
+    noto._find.cache_clear()
+    runner = CliRunner()
+    out = tmp_path / "out"
+    cases = [
+        (["--datasets", "noto"], "fonts-noto-core"),
+        (["--datasets", "klingon"], "datasets"),
+        (["--models", "nam,bogus"], "heads"),
+    ]
+    for extra, message in cases:
+        res = runner.invoke(app, ["reproduce", "fewshot", "--out", str(out), *extra])
+        assert res.exit_code == 2, (extra, res.output)
+        assert message in res.output
+        assert not out.exists()
+    noto._find.cache_clear()

@@ -773,8 +773,9 @@ def reproduce_fewshot(
     evaluated with its erase gate fixed at ``p_e`` (an ablation of the erase, no retraining), as
     head ``<head>_pe<p_e>``; every head is compared with the cosine head on the same episodes.
     """
+    from ..training import ConfigError
+
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     defaults = PRESET_DEFAULTS.get(preset, PRESET_DEFAULTS["paper"])
     heads = tuple(defaults["heads"] if heads is None else heads)
@@ -783,7 +784,7 @@ def reproduce_fewshot(
         test_episodes = int(defaults["test_episodes"])
     for h in heads:
         if h not in HEADS:
-            raise ValueError(f"heads: expected names from {HEADS}, got {h!r}")
+            raise ConfigError(f"heads: expected names from {HEADS}, got {h!r}")
     roots = {
         "glyphs": None,
         "miniimagenet": miniimagenet or os.environ.get("NAM_MINIIMAGENET_DIR"),
@@ -793,14 +794,22 @@ def reproduce_fewshot(
     if datasets is not None:
         unknown = [d for d in datasets if d not in DATASETS]
         if unknown:
-            raise ValueError(f"datasets: expected names from {DATASETS}, got {unknown}")
+            raise ConfigError(f"datasets: expected names from {DATASETS}, got {unknown}")
         missing = [d for d in datasets if d not in RENDERED and not roots[d]]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"datasets: {missing} requested but no folder given (pass it or set "
                 "$NAM_MINIIMAGENET_DIR / $NAM_OMNIGLOT_DIR)"
             )
         roots = {d: roots.get(d) for d in datasets}
+    shots = tuple(shots)
+    if not shots or any(not isinstance(k, int) or k < 1 for k in shots):
+        raise ConfigError(f"shots: expected positive ints, got {shots!r}")
+    if "noto" in roots:
+        from ..tasks.noto import find_noto_fonts
+
+        find_noto_fonts()  # a missing font package fails here, before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
     for ds_name, root in roots.items():
         if ds_name not in RENDERED and not root:
             continue
@@ -1125,4 +1134,25 @@ def plot_tradeoff(ds: Mapping[str, Any], path: Path, title: str) -> Path:
     return path
 
 
-register_reproducer("fewshot", reproduce_fewshot)
+register_reproducer(
+    "fewshot",
+    reproduce_fewshot,
+    description="generalised 5-way K-shot: cosine vs NAM heads (paper §6), false positives both ways",
+    models={
+        "cosine": "cosine classifier (Gidaris & Komodakis 2018), novel weights = mean features",
+        "cosine_att": "cosine classifier + attention-based weight generator",
+        "nam": "NAM head, separate write and erase gates",
+        "nam_tied": "the authors' NAM head: one tied gate (p_w = p_e), batched erase",
+    },
+    presets={
+        "quick": "cosine and NAM heads, ConvNet stage 1 (minutes on a CPU)",
+        "medium": "every head + fixed-erase ablations, ResNet-12 on Noto, 1,000 test episodes",
+        "paper": "larger sizes, 2,000 test episodes",
+    },
+    datasets={
+        "glyphs": "rendered from matplotlib's DejaVu fonts (230 classes)",
+        "noto": "rendered from the Noto fonts (fonts-noto-core): 2,407 classes, 41 scripts",
+        "miniimagenet": "folder in $NAM_MINIIMAGENET_DIR (pickles, split files or image folders)",
+        "omniglot": "folder in $NAM_OMNIGLOT_DIR (images_background/, images_evaluation/)",
+    },
+)
