@@ -375,6 +375,33 @@ def test_reproduce_with_every_head_on_noto(tmp_path, monkeypatch):
     text = report.read_text()
     assert "| 5shot | nam_tied |" in text and "resnet12" in text
     assert "| 1shot | nam_tied, p_e fixed 0, sequential (ablation) |" in text
+    # A given stage-1 run is reused as it is (no stage-1 training in the new folder).
+    s1_dir = ds["stage1"]["run_dir"]
+    again = tmp_path / "again"
+    fs.reproduce_fewshot(
+        "medium",
+        again,
+        shots=(1,),
+        heads=("cosine", "nam_tied"),
+        test_episodes=4,
+        overrides=tiny,
+        datasets=("noto",),
+        stage1_runs={"noto": s1_dir},
+    )
+    res2 = json.loads((again / "results.json").read_text())["datasets"]["noto"]
+    assert res2["stage1"]["run_dir"] == s1_dir and not (again / "runs" / "noto" / "stage1").exists()
+    assert set(res2["settings"]["1shot"]["heads"]) == {
+        "cosine",
+        "nam_tied",
+        "nam_tied_pe0",
+        "nam_tied_pe0.5",
+    }
+    from neural_attention_memory.training import ConfigError
+
+    with pytest.raises(ConfigError, match="stage1_runs"):
+        fs.reproduce_fewshot(
+            "medium", tmp_path / "x", datasets=("glyphs",), stage1_runs={"glyphs": s1_dir}
+        )
 
 
 def test_cli_user_errors_write_nothing(tmp_path, monkeypatch):

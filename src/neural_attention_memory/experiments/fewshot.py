@@ -760,6 +760,7 @@ def reproduce_fewshot(
     overrides: tuple[str, ...] = (),
     ablate_erase: tuple[float, ...] | None = None,
     datasets: tuple[str, ...] | None = None,
+    stage1_runs: Mapping[str, str | os.PathLike[str]] | None = None,
     **_: Any,
 ) -> Path:
     """Run the few-shot protocol and write ``<out_dir>/report.md`` (plus JSON and PNG plots).
@@ -772,6 +773,8 @@ def reproduce_fewshot(
     (:data:`PRESET_DEFAULTS`). For each ``p_e`` in ``ablate_erase`` every trained NAM head is also
     evaluated with its erase gate fixed at ``p_e`` (an ablation of the erase, no retraining), as
     head ``<head>_pe<p_e>``; every head is compared with the cosine head on the same episodes.
+    ``stage1_runs`` (``{data set: run folder}``) reuses an existing stage-1 run (finished or
+    stopped: its selected checkpoint) instead of training one; the report states its epochs.
     """
     from ..training import ConfigError
 
@@ -816,10 +819,14 @@ def reproduce_fewshot(
         ds_over, ds_over2 = _dataset_overrides(ds_name, root, preset)
         runs = out_dir / "runs" / ds_name
         backbone = defaults.get("backbone", {}).get(ds_name, "convnet")
-        (s1,) = _train(
-            [Job(STAGE1, backbone, preset, (*ds_over, *overrides_for(STAGE1, overrides)))],
-            runs / "stage1",
-        )
+        if stage1_runs and ds_name in stage1_runs:
+            s1 = _given_stage1(stage1_runs[ds_name], ds_name)
+            backbone = str(s1["model"])
+        else:
+            (s1,) = _train(
+                [Job(STAGE1, backbone, preset, (*ds_over, *overrides_for(STAGE1, overrides)))],
+                runs / "stage1",
+            )
         s1_dir = Path(s1["run_dir"]).resolve()
         feats = stage1_features(s1_dir)
         ds_res: dict[str, Any] = {
@@ -829,6 +836,8 @@ def reproduce_fewshot(
                 "val_acc": s1["splits"].get("val", {}).get("acc"),
                 "selected_epoch": s1.get("selected_epoch"),
                 "epochs": s1.get("epochs_completed"),
+                "max_epochs": s1.get("max_epochs"),
+                "status": s1.get("status"),
                 "wall_clock_s": s1.get("wall_clock_s"),
             },
             "settings": {},
@@ -909,6 +918,27 @@ def reproduce_fewshot(
     return report
 
 
+def _given_stage1(run_dir: str | os.PathLike[str], ds_name: str) -> dict[str, Any]:
+    """Results of a user-given stage-1 run folder (finished or stopped), checked for the data set."""
+    from ..training import ConfigError
+    from ..training.rundir import read_results
+
+    run_dir = Path(run_dir)
+    res = read_results(run_dir)
+    if res is None or not (run_dir / "checkpoints" / "best.ckpt").is_file():
+        raise ConfigError(
+            f"stage1_runs: expected a {STAGE1} run folder with results.json and "
+            f"checkpoints/best.ckpt for {ds_name}, got {run_dir}"
+        )
+    dataset = _read_stage1_config(run_dir)["data"].get("dataset")
+    if res.get("task") != STAGE1 or dataset != ds_name:
+        raise ConfigError(
+            f"stage1_runs: {run_dir} is a {res.get('task')} run on {dataset!r}, expected a "
+            f"{STAGE1} run on {ds_name!r}"
+        )
+    return {**res, "run_dir": str(run_dir)}
+
+
 def _trained_from(head: str) -> str:
     """The trained head an evaluated head comes from (``nam_tied_pe0.5`` -> ``nam_tied``)."""
     return head.split("_pe", 1)[0]
@@ -963,7 +993,12 @@ def write_report(results: Mapping[str, Any], out_dir: Path) -> Path:
             f"Classes: {ds['classes']}. Stage 1 ({s1.get('backbone', 'convnet')} + cosine "
             "classifier): base val accuracy "
             f"{100 * (s1['val_acc'] or float('nan')):.2f}% at epoch {s1['selected_epoch']} "
-            f"(0-based) of {s1['epochs']} ({(s1['wall_clock_s'] or 0):.0f} s of training).",
+            f"(0-based) of {s1['epochs']} ({(s1['wall_clock_s'] or 0):.0f} s of training)"
+            + (
+                f"; **stopped** after {s1['epochs']} of {s1.get('max_epochs')} planned epochs."
+                if s1.get("status") not in (None, "finished")
+                else "."
+            ),
             "",
             "| Shots | Head | Novel | Base | Joint | FP b→n | FP n→b |",
             "|---|---|---|---|---|---|---|",
