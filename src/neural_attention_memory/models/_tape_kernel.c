@@ -25,7 +25,7 @@
 
 #define DEFINE_KERNELS(S, SUF)                                                                     \
     /* n is a multiple of VW (rows are zero-padded): fixed-width chunks vectorise without tails */ \
-    static inline S dot_##SUF(const S *a, const S *b, long n) {                                    \
+    static inline S dot_##SUF(const S *restrict a, const S *restrict b, long n) {                                    \
         S acc[VW] = {0};                                                                           \
         for (long i = 0; i < n; i += VW)                                                           \
             for (int c = 0; c < VW; c++) acc[c] += a[i + c] * b[i + c];                            \
@@ -33,7 +33,7 @@
         for (int c = 0; c < VW; c++) s += acc[c];                                                  \
         return s;                                                                                  \
     }                                                                                              \
-    static inline void axpy_##SUF(S *y, S a, const S *x, long n) {                                 \
+    static inline void axpy_##SUF(S *restrict y, S a, const S *restrict x, long n) {                                 \
         for (long i = 0; i < n; i += VW)                                                           \
             for (int c = 0; c < VW; c++) y[i + c] += a * x[i + c];                                 \
     }                                                                                              \

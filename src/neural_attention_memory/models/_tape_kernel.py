@@ -142,7 +142,8 @@ class TapeKernel:
         Lp, dp = _round_up(L), _round_up(d)
         mode = _MODES[key_mode]
         W, NPE, A, PWK = (None if t is None else t.contiguous() for t in (W, NPE, A, PWK))
-        Q, KK, KT = (_pad(t, dp) for t in (Q, KK, KT0))
+        Q, KK = (_pad(t, dp, copy=False) for t in (Q, KK))
+        KT = _pad(KT0, dp)
         TT, H = _pad(TT0, Lp), _pad(H0, Lp)
         R = W.new_empty(T, BN, 1, d)
         HS = W.new_empty(T, BN, 2, Lp)
@@ -169,7 +170,8 @@ class TapeKernel:
         Lp, L, dp = HS.shape[-1], TT_T.shape[-1], _round_up(d)
         mode = _MODES[key_mode]
         W, NPE, A, PWK = (None if t is None else t.contiguous() for t in (W, NPE, A, PWK))
-        Q, KK, KT, dKT = (_pad(t, dp) for t in (Q, KK, KT_T, dKT_T))
+        Q, KK = (_pad(t, dp, copy=False) for t in (Q, KK))
+        KT, dKT = (_pad(t, dp) for t in (KT_T, dKT_T))
         TT, dTT, dH = (_pad(t, Lp) for t in (TT_T, dTT_T, dH_T))  # dTT, dH become d TT0, d H0
         dR = dR.contiguous()
         dW = torch.empty_like(W)
@@ -200,11 +202,15 @@ def _round_up(n: int) -> int:
     return -(-n // _VW) * _VW
 
 
-def _pad(t: Tensor | None, n: int) -> Tensor | None:
-    """A fresh contiguous copy of ``t`` zero-padded along the last dim to ``n``."""
+def _pad(t: Tensor | None, n: int, copy: bool = True) -> Tensor | None:
+    """``t`` zero-padded along the last dim to ``n``: a fresh contiguous copy (the kernel writes
+    into it), or with ``copy=False`` ``t`` itself when it needs no padding (read-only inputs)."""
     if t is None:
         return None
-    out = t.new_zeros(*t.shape[:-1], n)
+    if not copy and t.shape[-1] == n:
+        return t.contiguous()
+    out = t.new_empty(*t.shape[:-1], n)
+    out[..., t.shape[-1] :] = 0
     out[..., : t.shape[-1]] = t
     return out
 

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from ..functional import nam_read, nam_write, unit_norm
 from ._checks import check_padding_mask
 from ._gru import bigru_forward
-from ._tape_scan import tape_scan
+from ._tape_scan import EPS, tape_scan
 
 __all__ = [
     "ACTIONS",
@@ -94,6 +94,11 @@ class _Plan(NamedTuple):
     p_w: Tensor | None
     q: Tensor | None  # unit jump queries [B, T, N, d]
     v: Tensor  # values [B, T, N, d]
+
+
+def _unit(x: Tensor) -> Tensor:
+    """``x / max(|x|, eps)`` along the last dim."""
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(EPS)
 
 
 def _check_int(name: str, value: object, minimum: int = 1) -> int:
@@ -265,8 +270,13 @@ class NAMTuringMachine(nn.Module):
 
     # -- what does not depend on the tape ---------------------------------------------------------
 
-    def _plan(self, c: Tensor, x: Tensor, pad: Tensor | None) -> _Plan:
-        """Controller outputs `c [B, T, dim]` and inputs `x` -> per-step plan `[B, T, N, ...]`."""
+    def _plan(self, c: Tensor, x: Tensor, pad: Tensor | None, fast: bool = False) -> _Plan:
+        """Controller outputs `c [B, T, dim]` and inputs `x` -> per-step plan `[B, T, N, ...]`.
+
+        ``fast``: normalise keys and queries as ``x / max(|x|, eps)`` directly (three ops) instead
+        of :func:`unit_norm`'s overflow-safe form; they agree to rounding for the projections'
+        finite outputs (the twin keeps :func:`unit_norm`)."""
+        mu = _unit if fast else unit_norm
         B, T = c.shape[:2]
         N, d, A, G = self.num_tapes, self.head_dim, len(self.actions), self.num_gates
         z = self.ctrl_proj(c).view(B, T, N, self.ctrl_size)
@@ -280,9 +290,9 @@ class NAMTuringMachine(nn.Module):
         else:
             p_e = g[..., G - 1]
         a = torch.softmax(z[..., G : G + 2 * A].view(B, T, N, 2, A), dim=-1)
-        q = unit_norm(z[..., G + 2 * A :]) if self.jump else None
+        q = mu(z[..., G + 2 * A :]) if self.jump else None
         v = self.value_proj(x).view(B, T, N, d)
-        k = unit_norm(self.key_proj(x).view(B, T, N, d)) if self.key_proj is not None else None
+        k = mu(self.key_proj(x).view(B, T, N, d)) if self.key_proj is not None else None
         if pad is not None:
             keep = (~pad).to(c.dtype)[:, :, None]  # [B, T, 1]
             ones = torch.ones(B, T, N, dtype=c.dtype, device=c.device)
@@ -293,11 +303,11 @@ class NAMTuringMachine(nn.Module):
             noop = torch.zeros(A, dtype=c.dtype, device=c.device)
             noop[0] = 1.0
             a = torch.where(pad[:, :, None, None, None], noop, a)
-        # All four actions in ACTIONS order, absent ones with weight 0.
-        zero = a.new_zeros(a.shape[:-1])
-        idx = {name: i for i, name in enumerate(self.actions)}
-        a4 = torch.stack([a[..., idx[n]] if n in idx else zero for n in ACTIONS], dim=-1)
-        return _Plan(a=a4, k=k, p_e=p_e, p_r=p_r, p_w=p_w, q=q, v=v)
+        if A < len(ACTIONS):  # all four actions in ACTIONS order, absent ones with weight 0
+            zero = a.new_zeros(a.shape[:-1])
+            idx = {name: i for i, name in enumerate(self.actions)}
+            a = torch.stack([a[..., idx[n]] if n in idx else zero for n in ACTIONS], dim=-1)
+        return _Plan(a=a, k=k, p_e=p_e, p_r=p_r, p_w=p_w, q=q, v=v)
 
     def _control(
         self, x: Tensor, pad: Tensor | None, st: NAMTMState
@@ -362,7 +372,7 @@ class NAMTuringMachine(nn.Module):
             x = x.gather(1, order.unsqueeze(-1).expand_as(x))
             pad = pad.gather(1, order)
         c, h, cc = self._control(x, pad, st)
-        plan = self._plan(c, x, pad)
+        plan = self._plan(c, x, pad, fast=True)
 
         def tm(t: Tensor | None, *tail: int) -> Tensor | None:
             # [B, T, N, ...] -> time-major [T, B*N, ...], contiguous for cheap per-step slices.
