@@ -124,8 +124,8 @@ def test_dnc_writes_to_fresh_slots_and_links_them() -> None:
     model = DNC(DNCConfig(V, C, d_embed=8, hidden=16, memory_size=6, word_size=4, num_reads=1))
     # Force full allocation-based writes: write gate and allocation gate on, nothing freed.
     with torch.no_grad():
-        model.interface.weight.zero_()
-        b = model.interface.bias
+        model.core.interface.weight.zero_()
+        b = model.core.interface.bias
         b.zero_()
         R, W = 1, 4
         off = R * W + R + W + 1 + W + W  # start of free gates
@@ -184,19 +184,19 @@ def test_stack_rnn_push_and_pop() -> None:
     push_bias = torch.tensor([30.0, -30.0, -30.0])
     pop_bias = torch.tensor([-30.0, 30.0, -30.0])
     with torch.no_grad():
-        model.A.weight.zero_()
+        model.core.A.weight.zero_()
     x = torch.zeros(1, 4)
     state = model.init_state(1, stack_depth=5)
     tops = []
     with torch.no_grad():
-        model.A.bias.copy_(push_bias)
+        model.core.A.bias.copy_(push_bias)
         for _ in range(3):
             _, state = model.step_embedded(x, state)
             tops.append(float(state[1][0, 0, 0, 0]))
         pushed = state[1][0, 0, :, 0].clone()
         assert torch.allclose(pushed[3:], torch.tensor([-1.0, -1.0]))  # empty below three pushes
         assert (pushed[:3] > 0).all() and (pushed[:3] < 1).all()
-        model.A.bias.copy_(pop_bias)
+        model.core.A.bias.copy_(pop_bias)
         _, state = model.step_embedded(x, state)
         torch.testing.assert_close(state[1][0, 0, :4, 0], torch.cat([pushed[1:4], pushed[4:5]]))
 

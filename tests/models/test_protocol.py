@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from neural_attention_memory.layers import LinearAttention, NAMAttention, SoftmaxAttention
+from neural_attention_memory.models.baselines import DNCCore, LSTMAttentionCore, StackRNNCore
 from neural_attention_memory.models.lsam import LSAM
 from neural_attention_memory.models.nam_tm import NAMTuringMachine, nam_tm_2023
 from neural_attention_memory.models.transformer import TransformerConfig, TransformerEncoder
@@ -70,6 +71,9 @@ CAUSAL: dict[str, Factory] = {
         NAMTuringMachine(12, 2, 4, tape_length=8, key_tape="position", tied_erase=True),
         12,
     ),
+    # Fixed memory / stack sizes: "auto" sizes them from T, so a split run would differ.
+    "dnc": lambda: (DNCCore(6, hidden=10, memory_size=12, word_size=4, num_reads=2), 6),
+    "stack-rnn": lambda: (StackRNNCore(6, hidden=10, num_stacks=2, stack_depth=12), 6),
 }
 
 NON_CAUSAL: dict[str, Factory] = {
@@ -79,6 +83,7 @@ NON_CAUSAL: dict[str, Factory] = {
     "transformer-nam": _encoder("nam", False),
     "transformer-linear": _encoder("linear", False),
     "transformer-softmax": _encoder("softmax", False),
+    "lstm-attention": lambda: (LSTMAttentionCore(6, hidden=8, num_heads=2), 6),
 }
 
 

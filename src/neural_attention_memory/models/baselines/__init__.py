@@ -4,10 +4,10 @@ Transformer (BERT-like), Universal Transformer, 2-layer LSTM with attention, DNC
 plus :func:`build_tagger`, the factory that also reaches the NAM models (LSAM, NAM-TM)."""
 
 from ._common import count_parameters
-from .dnc import DNC, DNCConfig
+from .dnc import DNC, DNCConfig, DNCCore, DNCState
 from .factory import BASELINES, PAPER_PARAMS, SIZES, all_model_names, build_tagger
-from .lstm_attention import LSTMAttention, LSTMAttentionConfig
-from .stack_rnn import StackRNN, StackRNNConfig
+from .lstm_attention import LSTMAttention, LSTMAttentionConfig, LSTMAttentionCore
+from .stack_rnn import StackRNN, StackRNNConfig, StackRNNCore, StackRNNState
 from .transformer_tagger import TransformerTagger, TransformerTaggerConfig
 from .universal_transformer import UniversalTransformer, UniversalTransformerConfig
 
@@ -17,10 +17,15 @@ __all__ = [
     "PAPER_PARAMS",
     "SIZES",
     "DNCConfig",
+    "DNCCore",
+    "DNCState",
     "LSTMAttention",
     "LSTMAttentionConfig",
+    "LSTMAttentionCore",
     "StackRNN",
     "StackRNNConfig",
+    "StackRNNCore",
+    "StackRNNState",
     "TransformerTagger",
     "TransformerTaggerConfig",
     "UniversalTransformer",

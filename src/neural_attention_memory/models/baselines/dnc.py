@@ -22,8 +22,10 @@ convex combinations, so memory contents stay bounded by the written values. Memo
 independent of the weights, so a trained DNC runs with any ``N``; ``memory_size="auto"`` gives a
 sequence of ``T`` tokens ``T + 1`` slots (enough to store every token, at any test length).
 
-``forward(tokens, padding_mask)`` runs ``step`` over the sequence; padded positions (after the
-sequence) do not change the outputs of real positions because the model is causal.
+:class:`DNCCore` is the recurrent network on embedded inputs and speaks the sequence-model
+protocol (``forward(x, state=None, padding_mask=None) -> (y, state)``, ``step``, ``init_state``; a
+padded step keeps the state and outputs zero). :class:`DNC` is the tagger of the experiments:
+embedding, core, linear head; ``forward(tokens, padding_mask)`` returns the logits.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...layers._common import check_input, check_padding_mask, zero_padded
 from ._common import check_tokens
 
-__all__ = ["DNC", "DNCConfig", "DNCState", "allocation_weighting"]
+__all__ = ["DNC", "DNCConfig", "DNCCore", "DNCState", "allocation_weighting"]
 
 _EPS = 1e-6
 
@@ -97,55 +100,82 @@ def allocation_weighting(usage: Tensor) -> Tensor:
     return torch.zeros_like(usage).scatter(1, phi, sorted_alloc)
 
 
-class DNC(nn.Module):
-    """``forward(tokens [B, T], padding_mask [B, T] | None) -> logits [B, T, C]``;
-    ``step(x_t [B] ids, state) -> (logits_t [B, C], state)``; ``init_state(batch)``."""
+def _keep_where(pad: Tensor, old: NamedTuple, new: NamedTuple) -> NamedTuple:
+    """Per sequence: the old state where ``pad`` `[B]` is True, else the new one."""
+    parts = []
+    for o, n in zip(old, new, strict=True):
+        m = pad.view(-1, *([1] * (n.dim() - 1)))
+        parts.append(torch.where(m, o, n))
+    return type(new)(*parts)
 
-    def __init__(self, config: DNCConfig) -> None:
+
+class DNCCore(nn.Module):
+    """The DNC on embedded inputs: LSTM controller + external memory, output ``[h_t ; r_t]``.
+
+    Protocol: ``forward(x [B, T, input_size], state=None, padding_mask=None) -> (y [B, T,
+    output_size], DNCState)``, ``step(x_t [B, input_size], state=None)``,
+    ``init_state(batch, device=None, dtype=None, *, memory_size=None, slots=None)``. With
+    ``memory_size="auto"`` and no state, ``forward`` gives each sequence its length + 1 slots.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden: int = 128,
+        memory_size: int | str = "auto",
+        word_size: int = 32,
+        num_reads: int = 2,
+    ) -> None:
         super().__init__()
-        if config.memory_size != "auto":
-            _positive("memory_size", config.memory_size)
-        for name in ("hidden", "word_size", "num_reads", "d_embed"):
-            _positive(name, getattr(config, name))
-        if config.num_classes < 2:
-            raise ValueError(f"num_classes: expected an int >= 2, got {config.num_classes!r}")
-        self.config = config
-        R, W = config.num_reads, config.word_size
-        self.embed = nn.Embedding(config.vocab_size, config.d_embed, padding_idx=0)
-        self.controller = nn.LSTMCell(config.d_embed + R * W, config.hidden)
+        if memory_size != "auto":
+            _positive("memory_size", memory_size)
+        for name, v in (
+            ("input_size", input_size),
+            ("hidden", hidden),
+            ("word_size", word_size),
+            ("num_reads", num_reads),
+        ):
+            _positive(name, v)
+        self.input_size, self.hidden, self.memory_size = input_size, hidden, memory_size
+        self.word_size, self.num_reads = word_size, num_reads
+        R, W = num_reads, word_size
+        self.output_size = hidden + R * W
+        self.controller = nn.LSTMCell(input_size + R * W, hidden)
         # read keys R*W, read strengths R, write key W, write strength 1, erase W, write vector W,
         # free gates R, allocation gate 1, write gate 1, read modes 3R
         self.interface_size = R * W + R + W + 1 + W + W + R + 1 + 1 + 3 * R
-        self.interface = nn.Linear(config.hidden, self.interface_size)
-        self.out = nn.Linear(config.hidden + R * W, config.num_classes)
+        self.interface = nn.Linear(hidden, self.interface_size)
 
     def init_state(
         self,
         batch: int,
         device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        *,
         memory_size: int | None = None,
         slots: Tensor | None = None,
     ) -> DNCState:
-        """Blank state; ``memory_size`` defaults to the config's (required when it is "auto").
+        """Blank state; ``memory_size`` defaults to the core's (required when it is "auto").
 
         ``slots`` `[B]` limits sequence ``b`` to its first ``slots[b]`` memory slots (the others
         are never read, written or allocated: their usage is pinned at 1), so a padded batch
         behaves like each sequence run alone with ``memory_size = slots[b]``.
         """
-        c = self.config
-        N = memory_size if memory_size is not None else c.memory_size
+        N = memory_size if memory_size is not None else self.memory_size
         if N == "auto":
-            raise ValueError('memory_size: expected an int when config.memory_size is "auto"')
-        W, R = c.word_size, c.num_reads
-        z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
+            raise ValueError('memory_size: expected an int when the memory size is "auto"')
+        device = device or self.interface.weight.device
+        dtype = dtype or self.interface.weight.dtype
+        W, R = self.word_size, self.num_reads
+        z = lambda *s: torch.zeros(*s, device=device, dtype=dtype)  # noqa: E731
         valid = torch.ones(batch, N, dtype=torch.bool, device=device)
         if slots is not None:
             valid = torch.arange(N, device=device)[None] < slots.to(device)[:, None]
         return DNCState(
-            h=z(batch, c.hidden),
-            c=z(batch, c.hidden),
+            h=z(batch, self.hidden),
+            c=z(batch, self.hidden),
             memory=z(batch, N, W),
-            usage=torch.where(valid, _EPS, 1.0),
+            usage=torch.where(valid, _EPS, 1.0).to(dtype),
             link=z(batch, N, N),
             precedence=z(batch, N),
             read_weights=z(batch, R, N),
@@ -155,7 +185,7 @@ class DNC(nn.Module):
         )
 
     def _split(self, xi: Tensor) -> dict[str, Tensor]:
-        R, W = self.config.num_reads, self.config.word_size
+        R, W = self.num_reads, self.word_size
         sizes = [R * W, R, W, 1, W, W, R, 1, 1, 3 * R]
         parts = torch.split(xi, sizes, dim=-1)
         B = xi.shape[0]
@@ -172,8 +202,7 @@ class DNC(nn.Module):
             "read_modes": torch.softmax(parts[9].view(B, R, 3), dim=-1),
         }
 
-    def step_embedded(self, x: Tensor, state: DNCState) -> tuple[Tensor, DNCState]:
-        """One step on an embedded input `[B, d_embed]`; returns the logits `[B, C]`."""
+    def _step(self, x: Tensor, state: DNCState) -> tuple[Tensor, DNCState]:
         B = x.shape[0]
         h, c = self.controller(torch.cat([x, state.reads.reshape(B, -1)], -1), (state.h, state.c))
         p = self._split(self.interface(h))
@@ -192,7 +221,7 @@ class DNC(nn.Module):
         # temporal links
         link = (1.0 - ww.unsqueeze(2) - ww.unsqueeze(1)) * state.link
         link = link + ww.unsqueeze(2) * state.precedence.unsqueeze(1)
-        link = link * (1.0 - torch.eye(link.shape[-1], device=link.device))
+        link = link * (1.0 - torch.eye(link.shape[-1], device=link.device, dtype=link.dtype))
         precedence = (1.0 - ww.sum(-1, keepdim=True)) * state.precedence + ww
         # read
         fwd = torch.einsum("bij,brj->bri", link, state.read_weights)
@@ -201,34 +230,90 @@ class DNC(nn.Module):
         m = p["read_modes"]
         rw = m[..., 0:1] * bwd + m[..., 1:2] * content_r + m[..., 2:3] * fwd
         reads = torch.einsum("brn,bnw->brw", rw, memory)
-        logits = self.out(torch.cat([h, reads.reshape(B, -1)], -1))
-        new = DNCState(h, c, memory, usage, link, precedence, rw, ww, reads, state.valid)
-        return logits, new
+        y = torch.cat([h, reads.reshape(B, -1)], -1)
+        return y, DNCState(h, c, memory, usage, link, precedence, rw, ww, reads, state.valid)
+
+    def _check_state(self, state: object, B: int) -> DNCState:
+        if not isinstance(state, DNCState):
+            raise TypeError(f"state: expected a DNCState, got {type(state).__name__}")
+        if state.h.shape != (B, self.hidden):
+            raise ValueError(
+                f"state: expected h of shape {(B, self.hidden)}, got {tuple(state.h.shape)}"
+            )
+        return state
+
+    def step(self, x_t: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
+        """One step: ``x_t`` `[B, input_size]` -> ``(y_t [B, output_size], new state)``."""
+        x_t = check_input(x_t, "x_t", 2, self.input_size)
+        if state is None:
+            state = self.init_state(x_t.shape[0], x_t.device, x_t.dtype)
+        return self._step(x_t, self._check_state(state, x_t.shape[0]))
+
+    def forward(
+        self, x: Tensor, state: DNCState | None = None, padding_mask: Tensor | None = None
+    ) -> tuple[Tensor, DNCState]:
+        """``x`` `[B, T, input_size]` -> ``(y [B, T, output_size], state after the last token)``."""
+        x = check_input(x, "x", 3, self.input_size)
+        B, T, _ = x.shape
+        padding_mask = check_padding_mask(padding_mask, B, T)
+        if state is None:
+            auto = self.memory_size == "auto"
+            slots = None
+            if auto and padding_mask is not None:  # each sequence gets its own length + 1 slots
+                slots = (~padding_mask).sum(1) + 1
+            state = self.init_state(
+                B, x.device, x.dtype, memory_size=T + 1 if auto else None, slots=slots
+            )
+        state = self._check_state(state, B)
+        outs = []
+        for t in range(T):
+            y, new = self._step(x[:, t], state)
+            if padding_mask is not None:
+                new = _keep_where(padding_mask[:, t], state, new)
+            state = new
+            outs.append(y)
+        return zero_padded(torch.stack(outs, dim=1), padding_mask), state
+
+
+class DNC(nn.Module):
+    """The DNC tagger: embedding, :class:`DNCCore`, linear head ``Linear([h_t ; r_t])``.
+
+    ``forward(tokens [B, T], padding_mask [B, T] | None) -> logits [B, T, C]``;
+    ``step(token [B] ids, state) -> (logits_t [B, C], state)``; ``init_state(batch)``.
+    """
+
+    def __init__(self, config: DNCConfig) -> None:
+        super().__init__()
+        if config.num_classes < 2:
+            raise ValueError(f"num_classes: expected an int >= 2, got {config.num_classes!r}")
+        _positive("d_embed", config.d_embed)
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_embed, padding_idx=0)
+        self.core = DNCCore(
+            config.d_embed, config.hidden, config.memory_size, config.word_size, config.num_reads
+        )
+        self.out = nn.Linear(self.core.output_size, config.num_classes)
+
+    def init_state(
+        self,
+        batch: int,
+        device: torch.device | None = None,
+        memory_size: int | None = None,
+        slots: Tensor | None = None,
+    ) -> DNCState:
+        """Blank state (see :meth:`DNCCore.init_state`)."""
+        return self.core.init_state(batch, device, memory_size=memory_size, slots=slots)
 
     def step(self, token: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
         """One token ids `[B]` -> logits `[B, C]` and the new state."""
         if not isinstance(token, Tensor) or token.dim() != 1 or token.is_floating_point():
             raise ValueError(f"token: expected integer ids [B], got {token!r}")
-        if state is None:
-            state = self.init_state(token.shape[0], token.device)
-        return self.step_embedded(self.embed(token), state)
+        y, state = self.core.step(self.embed(token), state)
+        return self.out(y), state
 
     def forward(
         self, tokens: Tensor, padding_mask: Tensor | None = None, state: DNCState | None = None
     ) -> Tensor:
         padding_mask = check_tokens(tokens, padding_mask, self.config.vocab_size)
-        B, T = tokens.shape
-        if state is None:
-            auto = self.config.memory_size == "auto"
-            slots = None
-            if auto and padding_mask is not None:  # each sequence gets its own length + 1 slots
-                slots = (~padding_mask).sum(1) + 1
-            state = self.init_state(
-                B, tokens.device, memory_size=T + 1 if auto else None, slots=slots
-            )
-        x = self.embed(tokens)
-        outs = []
-        for t in range(T):
-            logits, state = self.step_embedded(x[:, t], state)
-            outs.append(logits)
-        return torch.stack(outs, dim=1)
+        y, _ = self.core(self.embed(tokens), state, padding_mask)
+        return self.out(y)
