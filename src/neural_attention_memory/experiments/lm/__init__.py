@@ -22,6 +22,7 @@ from .data import build_datasets
 from .models import MODELS, build_model, lm_config
 from .presets import GRIDS, PRESETS
 from .report import add_generation_speed, write_report
+from .schema import LMConfig
 from .step import BUCKETS, compute
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "FAMILY",
     "MODELS",
     "SPEC",
+    "LMConfig",
     "build_datasets",
     "build_model",
     "compute",
@@ -50,6 +52,7 @@ SPEC = register_task(
         selection_metric="val/bpb",
         selection_mode="min",
         description="byte-level language modelling on the Python standard library's source files",
+        schema=LMConfig,
     )
 )
 
@@ -61,6 +64,7 @@ FAMILY = reproducer.Family(
     grids=GRIDS,
     write_report=write_report,
     after_runs=add_generation_speed,
+    data_root_key="data.root",
 )
 
 
@@ -76,7 +80,8 @@ def reproduce(
 ) -> Path:
     """Train the four attentions for equal CPU time and write ``<out_dir>/report.md``.
 
-    See :func:`..reproducer.reproduce` for the arguments (this family reads no data root).
+    See :func:`..reproducer.reproduce` for the arguments; ``data_root`` is a standard-library folder
+    to read instead of this interpreter's.
     """
     return reproducer.reproduce(
         FAMILY,
@@ -90,4 +95,17 @@ def reproduce(
     )
 
 
-register_reproducer("lm", reproduce, family_spec=FAMILY)
+register_reproducer(
+    "lm",
+    reproduce,
+    description=FAMILY.description,
+    models={
+        "nam": "NAM attention with write, erase and read gates",
+        "nam-tied": "NAM attention with erase tied to write (the delta rule)",
+        "linear": "linear attention (elu + 1 features, normaliser)",
+        "softmax": "softmax attention (key/value cache when decoding)",
+    },
+    presets={n: (f.__doc__ or "").strip().splitlines()[0] for n, f in PRESETS.items()},
+    datasets={"pysource": "the running interpreter's standard-library .py files (no download)"},
+    family_spec=FAMILY,
+)
