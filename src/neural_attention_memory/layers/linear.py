@@ -16,9 +16,10 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import check_dims, check_input, check_padding_mask, zero_padded
+from ._common import check_dims, zero_padded
+from ._qkv import QKVAttention
 
 __all__ = [
     "LinearAttention",
@@ -153,7 +154,7 @@ def chunk_causal_linear_attention(
     return out, LinearAttentionState(kv_incl[:, :, -1], z_incl[:, :, -1])
 
 
-class LinearAttention(nn.Module):
+class LinearAttention(QKVAttention):
     """Multi-head linear attention (``elu + 1`` features), the sibling of :class:`NAMAttention`.
 
     Same projections as :class:`NAMAttention` without gates (fused q/k/v, output projection) and the
@@ -166,6 +167,9 @@ class LinearAttention(nn.Module):
         mode: causal algorithm, ``"chunk"`` (default) or ``"naive"`` (token loop).
         chunk_size: chunk length of the chunk form.
     """
+
+    _layer_name = "LinearAttention"
+    _state_cls = LinearAttentionState
 
     def __init__(
         self,
@@ -184,48 +188,31 @@ class LinearAttention(nn.Module):
             raise ValueError(f"mode: expected 'chunk' or 'naive', got {mode!r}")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout: expected a float in [0, 1), got {dropout!r}")
-        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, head_dim
-        self.causal, self.mode, self.chunk_size = causal, mode, chunk_size
-        inner = num_heads * head_dim
-        self.qkv_proj = nn.Linear(embed_dim, 3 * inner, bias=bias)
-        self.out_proj = nn.Linear(inner, embed_dim, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self._init_qkv(embed_dim, num_heads, head_dim, causal, dropout, bias)
+        self.mode, self.chunk_size = mode, chunk_size
 
     def extra_repr(self) -> str:
-        return (
-            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
-            f"causal={self.causal}, mode={self.mode!r}"
-        )
+        return f"{super().extra_repr()}, mode={self.mode!r}"
 
     def init_state(self, batch: int, device=None, dtype=None) -> LinearAttentionState:
         """Empty sums: ``kv`` `[batch, H, d, d]` and ``z`` `[batch, H, d]` of zeros."""
-        if not self.causal:
-            raise NotImplementedError(
-                "LinearAttention(causal=False) carries no state: it sums over the whole sequence"
-            )
-        w = self.qkv_proj.weight
-        kw = {"device": device or w.device, "dtype": dtype or w.dtype}
+        kw = self._state_factory(
+            "LinearAttention(causal=False) carries no state: it sums over the whole sequence",
+            device,
+            dtype,
+        )
         H, d = self.num_heads, self.head_dim
         return LinearAttentionState(
             torch.zeros(batch, H, d, d, **kw), torch.zeros(batch, H, d, **kw)
         )
 
-    def _check_state(self, state: object, B: int) -> LinearAttentionState | None:
-        if state is None:
-            return None
-        if not self.causal:
-            raise ValueError("state: only causal LinearAttention carries a state, got a state")
-        if not isinstance(state, LinearAttentionState):
-            raise TypeError(f"state: expected a LinearAttentionState, got {type(state).__name__}")
+    def _check_state_shape(self, state: LinearAttentionState, B: int) -> None:
         H, d = self.num_heads, self.head_dim
         if tuple(state.kv.shape) != (B, H, d, d) or tuple(state.z.shape) != (B, H, d):
             raise ValueError(
                 f"state: expected kv {(B, H, d, d)} and z {(B, H, d)}, got "
                 f"{tuple(state.kv.shape)} and {tuple(state.z.shape)}"
             )
-        return state
 
     def forward(
         self,
@@ -236,12 +223,7 @@ class LinearAttention(nn.Module):
         mode: str | None = None,
     ) -> tuple[Tensor, LinearAttentionState | None]:
         """``x`` `[B, T, E]` -> ``(out [B, T, E], state)``; padded tokens add nothing, output 0."""
-        x = check_input(x, "x", 3, self.embed_dim)
-        B, T, _ = x.shape
-        padding_mask = check_padding_mask(padding_mask, B, T)
-        state = self._check_state(state, B)
-        H, d = self.num_heads, self.head_dim
-        q, k, v = self.qkv_proj(x).view(B, T, 3, H, d).unbind(2)
+        q, k, v, padding_mask, state = self._qkv(x, state, padding_mask)
         if not self.causal:
             out, state = linear_attention(q, k, v, padding_mask), None
         else:
@@ -254,17 +236,15 @@ class LinearAttention(nn.Module):
                 out, state = naive_causal_linear_attention(q, k, v, state, padding_mask)
             else:
                 raise ValueError(f"mode: expected 'chunk' or 'naive', got {mode!r}")
-        out = self.out_proj(self.dropout(out.reshape(B, T, H * d)))
-        return zero_padded(out, padding_mask), state
+        return self._out(out, padding_mask), state
 
     def step(
         self, x_t: Tensor, state: LinearAttentionState | None = None
     ) -> tuple[Tensor, LinearAttentionState]:
         """One token: ``x_t`` `[B, E]` -> ``(out_t [B, E], new state)``, constant memory."""
-        if not self.causal:
-            raise NotImplementedError(
-                "LinearAttention(causal=False) cannot step: every output sums over the whole sequence"
-            )
-        x_t = check_input(x_t, "x_t", 2, self.embed_dim)
-        out, state = self.forward(x_t.unsqueeze(1), state, mode="naive")
-        return out.squeeze(1), state
+        return self._step(
+            x_t,
+            state,
+            "LinearAttention(causal=False) cannot step: every output sums over the whole sequence",
+            mode="naive",
+        )

@@ -12,9 +12,10 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._common import check_dims, check_input, check_padding_mask, zero_padded
+from ._common import check_dims, zero_padded
+from ._qkv import QKVAttention, check_dropout
 
 __all__ = ["SoftmaxAttention", "SoftmaxAttentionState", "softmax_attention"]
 
@@ -95,7 +96,7 @@ def causal_softmax_attention(
     return out, SoftmaxAttentionState(kh, vh, pad_all)
 
 
-class SoftmaxAttention(nn.Module):
+class SoftmaxAttention(QKVAttention):
     """Multi-head softmax attention, the sibling of :class:`NAMAttention` (same projections).
 
     ``forward(x [B, T, E], state=None, padding_mask=None) -> (out [B, T, E], state)``: a
@@ -107,6 +108,9 @@ class SoftmaxAttention(nn.Module):
         attn_dropout: dropout on the attention weights (training only).
         dropout: dropout on the attention output before the output projection.
     """
+
+    _layer_name = "SoftmaxAttention"
+    _state_cls = SoftmaxAttentionState
 
     def __init__(
         self,
@@ -120,48 +124,28 @@ class SoftmaxAttention(nn.Module):
     ) -> None:
         super().__init__()
         head_dim = check_dims(embed_dim, num_heads, head_dim)
-        for name, p in (("attn_dropout", attn_dropout), ("dropout", dropout)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name}: expected a float in [0, 1), got {p!r}")
-        self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, head_dim
-        self.causal, self.attn_dropout = causal, attn_dropout
-        inner = num_heads * head_dim
-        self.qkv_proj = nn.Linear(embed_dim, 3 * inner, bias=bias)
-        self.out_proj = nn.Linear(inner, embed_dim, bias=bias)
-        self.dropout = nn.Dropout(dropout)
-
-    def extra_repr(self) -> str:
-        return (
-            f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
-            f"causal={self.causal}"
-        )
+        check_dropout("attn_dropout", attn_dropout)
+        self._init_qkv(embed_dim, num_heads, head_dim, causal, dropout, bias)
+        self.attn_dropout = attn_dropout
 
     def init_state(self, batch: int, device=None, dtype=None) -> SoftmaxAttentionState:
         """An empty cache: ``keys``/``values`` `[batch, H, 0, d]`, ``padding`` `[batch, 0]`."""
-        if not self.causal:
-            raise NotImplementedError(
-                "SoftmaxAttention(causal=False) carries no state: every token sees the whole sequence"
-            )
-        w = self.qkv_proj.weight
-        device, dtype = device or w.device, dtype or w.dtype
-        empty = torch.zeros(batch, self.num_heads, 0, self.head_dim, device=device, dtype=dtype)
-        pad = torch.zeros(batch, 0, dtype=torch.bool, device=device)
+        kw = self._state_factory(
+            "SoftmaxAttention(causal=False) carries no state: every token sees the whole sequence",
+            device,
+            dtype,
+        )
+        empty = torch.zeros(batch, self.num_heads, 0, self.head_dim, **kw)
+        pad = torch.zeros(batch, 0, dtype=torch.bool, device=kw["device"])
         return SoftmaxAttentionState(empty, empty.clone(), pad)
 
-    def _check_state(self, state: object, B: int) -> SoftmaxAttentionState | None:
-        if state is None:
-            return None
-        if not self.causal:
-            raise ValueError("state: only causal SoftmaxAttention carries a state, got a state")
-        if not isinstance(state, SoftmaxAttentionState):
-            raise TypeError(f"state: expected a SoftmaxAttentionState, got {type(state).__name__}")
+    def _check_state_shape(self, state: SoftmaxAttentionState, B: int) -> None:
         k = state.keys
         if k.dim() != 4 or k.shape[0] != B or k.shape[1] != self.num_heads:
             raise ValueError(
                 f"state: expected keys [B={B}, H={self.num_heads}, S, {self.head_dim}], got "
                 f"{tuple(k.shape)}"
             )
-        return state
 
     def forward(
         self,
@@ -171,29 +155,21 @@ class SoftmaxAttention(nn.Module):
     ) -> tuple[Tensor, SoftmaxAttentionState | None]:
         """``x`` `[B, T, E]` -> ``(out [B, T, E], state)``; padded tokens are never attended to
         and output 0."""
-        x = check_input(x, "x", 3, self.embed_dim)
-        B, T, _ = x.shape
-        padding_mask = check_padding_mask(padding_mask, B, T)
-        state = self._check_state(state, B)
-        H, d = self.num_heads, self.head_dim
-        q, k, v = self.qkv_proj(x).view(B, T, 3, H, d).unbind(2)
+        q, k, v, padding_mask, state = self._qkv(x, state, padding_mask)
         p = self.attn_dropout if self.training else 0.0
         if self.causal:
             out, state = causal_softmax_attention(q, k, v, state, padding_mask, p)
         else:
             out, state = softmax_attention(q, k, v, padding_mask, p), None
-        out = self.out_proj(self.dropout(out.reshape(B, T, H * d)))
-        return zero_padded(out, padding_mask), state
+        return self._out(out, padding_mask), state
 
     def step(
         self, x_t: Tensor, state: SoftmaxAttentionState | None = None
     ) -> tuple[Tensor, SoftmaxAttentionState]:
         """One token: ``x_t`` `[B, E]` -> ``(out_t [B, E], cache + 1 token)``."""
-        if not self.causal:
-            raise NotImplementedError(
-                "SoftmaxAttention(causal=False) cannot step: every output attends to the whole "
-                "sequence"
-            )
-        x_t = check_input(x_t, "x_t", 2, self.embed_dim)
-        out, state = self.forward(x_t.unsqueeze(1), state)
-        return out.squeeze(1), state
+        return self._step(
+            x_t,
+            state,
+            "SoftmaxAttention(causal=False) cannot step: every output attends to the whole "
+            "sequence",
+        )

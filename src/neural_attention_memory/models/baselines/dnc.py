@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...layers._common import check_input, check_padding_mask, zero_padded
-from ._common import check_tokens
+from ...layers._common import check_input, check_padding_mask
+from ._common import check_h_state, check_tokens, run_steps
 
 __all__ = ["DNC", "DNCConfig", "DNCCore", "DNCState", "allocation_weighting"]
 
@@ -98,15 +98,6 @@ def allocation_weighting(usage: Tensor) -> Tensor:
     )
     sorted_alloc = (1.0 - sorted_usage) * prod
     return torch.zeros_like(usage).scatter(1, phi, sorted_alloc)
-
-
-def _keep_where(pad: Tensor, old: NamedTuple, new: NamedTuple) -> NamedTuple:
-    """Per sequence: the old state where ``pad`` `[B]` is True, else the new one."""
-    parts = []
-    for o, n in zip(old, new, strict=True):
-        m = pad.view(-1, *([1] * (n.dim() - 1)))
-        parts.append(torch.where(m, o, n))
-    return type(new)(*parts)
 
 
 class DNCCore(nn.Module):
@@ -234,13 +225,7 @@ class DNCCore(nn.Module):
         return y, DNCState(h, c, memory, usage, link, precedence, rw, ww, reads, state.valid)
 
     def _check_state(self, state: object, B: int) -> DNCState:
-        if not isinstance(state, DNCState):
-            raise TypeError(f"state: expected a DNCState, got {type(state).__name__}")
-        if state.h.shape != (B, self.hidden):
-            raise ValueError(
-                f"state: expected h of shape {(B, self.hidden)}, got {tuple(state.h.shape)}"
-            )
-        return state
+        return check_h_state(state, DNCState, B, self.hidden)
 
     def step(self, x_t: Tensor, state: DNCState | None = None) -> tuple[Tensor, DNCState]:
         """One step: ``x_t`` `[B, input_size]` -> ``(y_t [B, output_size], new state)``."""
@@ -264,15 +249,7 @@ class DNCCore(nn.Module):
             state = self.init_state(
                 B, x.device, x.dtype, memory_size=T + 1 if auto else None, slots=slots
             )
-        state = self._check_state(state, B)
-        outs = []
-        for t in range(T):
-            y, new = self._step(x[:, t], state)
-            if padding_mask is not None:
-                new = _keep_where(padding_mask[:, t], state, new)
-            state = new
-            outs.append(y)
-        return zero_padded(torch.stack(outs, dim=1), padding_mask), state
+        return run_steps(self._step, x, self._check_state(state, B), padding_mask)
 
 
 class DNC(nn.Module):

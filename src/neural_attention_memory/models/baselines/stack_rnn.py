@@ -27,9 +27,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ...layers._common import check_input, check_padding_mask, zero_padded
-from ._common import check_tokens
-from .dnc import _keep_where
+from ...layers._common import check_input, check_padding_mask
+from ._common import check_h_state, check_tokens, run_steps
 
 __all__ = ["StackRNN", "StackRNNConfig", "StackRNNCore", "StackRNNState"]
 
@@ -139,13 +138,7 @@ class StackRNNCore(nn.Module):
         return h, StackRNNState(h, s)
 
     def _check_state(self, state: object, B: int) -> StackRNNState:
-        if not isinstance(state, StackRNNState):
-            raise TypeError(f"state: expected a StackRNNState, got {type(state).__name__}")
-        if state.h.shape != (B, self.hidden):
-            raise ValueError(
-                f"state: expected h of shape {(B, self.hidden)}, got {tuple(state.h.shape)}"
-            )
-        return state
+        return check_h_state(state, StackRNNState, B, self.hidden)
 
     def step(self, x_t: Tensor, state: StackRNNState | None = None) -> tuple[Tensor, StackRNNState]:
         """One step: ``x_t`` `[B, input_size]` -> ``(h_t [B, hidden], new state)``."""
@@ -164,15 +157,7 @@ class StackRNNCore(nn.Module):
         if state is None:
             depth = T + 1 if self.stack_depth == "auto" else None
             state = self.init_state(B, x.device, x.dtype, stack_depth=depth)
-        state = self._check_state(state, B)
-        outs = []
-        for t in range(T):
-            y, new = self._step(x[:, t], state)
-            if padding_mask is not None:
-                new = _keep_where(padding_mask[:, t], state, new)
-            state = new
-            outs.append(y)
-        return zero_padded(torch.stack(outs, dim=1), padding_mask), state
+        return run_steps(self._step, x, self._check_state(state, B), padding_mask)
 
 
 class StackRNN(nn.Module):
