@@ -13,7 +13,7 @@ from neural_attention_memory.training import resolve_config
 
 # Parameter counts of the medium generalisation models, as stated in docs/generalization.md.
 MEDIUM_PARAMS = {
-    "transformer": 2_261_033,
+    "transformer": 869_417,
     "lstm": 727_273,
     "ut": 143_273,
     "dnc": 293_846,
@@ -30,12 +30,27 @@ def test_medium_generalization_builds_every_grid_model_at_the_documented_size(ta
     assert "medium" in spec.presets
     for model in presets.MEDIUM_GRID[task]:
         cfg = resolve_config(spec, "medium", model=model)
-        assert cfg["trainer"]["max_epochs"] == presets.MEDIUM_EPOCHS[task]
+        assert cfg["trainer"]["max_epochs"] == presets.medium_epochs(task, model)
         assert cfg["trainer"]["batch_size"] == 32
         net = gen.build_model(cfg)
         assert count_parameters(net) == MEDIUM_PARAMS[model], model
         attention = model in ("transformer", "ut")
         assert cfg["optim"]["lr"] == (1e-3 if attention else 3e-3)
+
+
+@pytest.mark.parametrize("task", sorted(presets.MEDIUM_GRID))
+def test_medium_epochs_fit_the_cpu_budget_of_every_grid_model(task: str) -> None:
+    for model in presets.MEDIUM_GRID[task]:
+        epochs = presets.medium_epochs(task, model)
+        cost = presets.MEDIUM_EPOCH_CPU_S[task][model]
+        assert 1 <= epochs <= presets.MEDIUM_MAX_EPOCHS
+        assert epochs * cost <= presets.MEDIUM_BUDGET_S < 30 * 60, (task, model)
+        # The budget is used: one more epoch would not fit (unless capped).
+        assert epochs == presets.MEDIUM_MAX_EPOCHS or (epochs + 1) * cost > presets.MEDIUM_BUDGET_S
+
+
+def test_medium_epochs_fall_back_for_tasks_without_a_measured_cost() -> None:
+    assert presets.medium_epochs("dyck4", "nam-tm") == presets.MEDIUM_EPOCHS["dyck4"]
 
 
 def test_medium_generalization_data_sizes() -> None:
