@@ -254,3 +254,35 @@ def test_unit_lower_inverse_matches_linalg_inv(C):
     E = (torch.rand(3, C, C, dtype=DT) * 2 - 1).tril(-1)
     expect = torch.linalg.inv(torch.eye(C, dtype=DT) + E)
     torch.testing.assert_close(_unit_lower_inverse(E), expect)
+
+
+@pytest.mark.parametrize("gates", [(True, True, True), (True, False, True), (False, False, False)])
+@pytest.mark.parametrize("dtype", [DT, torch.bfloat16])
+def test_fast_blocks_equal_sanitising_blocks(gates, dtype, monkeypatch):
+    # The CPU fast path (views, one-pass normalisation, no sanitising) against the sanitising
+    # path on the same inputs: several blocks, a ragged last chunk, padding in one block only
+    # (so blocks of both kinds meet in one call), outputs, final state and all gradients.
+    monkeypatch.setattr(chunk_mod, "_BLOCK_ROWS", 2 * 2 * 8)
+    q, k, v, p_w, p_e, p_r, S0 = make_inputs(B=2, T=45, H=2, d_k=6, d_v=5)
+    p_w, p_e, p_r = (p if on else None for p, on in zip((p_w, p_e, p_r), gates, strict=True))
+    inputs = tuple(
+        None if x is None else x.detach().to(dtype).requires_grad_()
+        for x in (q, k, v, p_w, p_e, p_r, S0.float() if dtype != DT else S0)
+    )
+    mask = torch.zeros(2, 45, dtype=torch.bool)
+    mask[1, 20] = True
+
+    def run():
+        return _run(
+            lambda *a, **kw: F.chunk_causal_nam_attention(*a, chunk_size=8, **kw), inputs, mask=mask
+        )
+
+    fast = run()
+    monkeypatch.setattr(chunk_mod, "_fast_ok", lambda q: False)
+    slow = run()
+    tol = 1e-12 if dtype == DT else 2e-2
+    _assert_same(
+        tuple(x.double() if isinstance(x, torch.Tensor) else [g.double() for g in x] for x in fast),
+        tuple(x.double() if isinstance(x, torch.Tensor) else [g.double() for g in x] for x in slow),
+        atol=tol,
+    )
