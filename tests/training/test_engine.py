@@ -272,6 +272,18 @@ def test_best_checkpoint_from_an_earlier_session_survives_resume(tmp_path):
     assert last["val"]["loss"] == pytest.approx(losses[-1], rel=1e-6)
 
 
+def test_last_checkpoint_is_written_every_epoch_even_without_improvement(tmp_path):
+    # Regression: with Lightning's save_last, last.ckpt was only written on epochs that improved
+    # the selection metric, so resuming silently restarted from the last improving epoch.
+    worst = make_spec("toy_maxloss_last")
+    worst.selection_metric, worst.selection_mode = "val/loss", "max"  # epoch 0 stays the best
+    res = fit(worst, resolve_config(worst, "quick", []), tmp_path / "r")
+    assert res["selected_epoch"] == 0 and res["epochs_completed"] == 3
+    last = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=False)
+    best = torch.load(tmp_path / "r" / "checkpoints" / "best.ckpt", weights_only=False)
+    assert (last["epoch"], best["epoch"]) == (2, 0)
+
+
 def test_lr_schedule_decay_and_warmup(spec, tmp_path):
     from neural_attention_memory.training.module import TaskModule
 

@@ -347,7 +347,18 @@ def _fit_in_folder(
         monitor=spec.selection_metric,
         mode=spec.selection_mode,
         save_top_k=1,
-        save_last=True,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    # The resume point, written every epoch by its own callback: with ``save_last=True`` Lightning
+    # (>= 2.5) writes last.ckpt only on epochs that improved the monitored metric, so a resume
+    # silently went back to the last improving epoch. Listed after ``ckpt_cb`` so that last.ckpt
+    # holds the best checkpoint's updated state.
+    last_cb = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="last",
+        monitor=None,
+        save_top_k=1,
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
@@ -359,7 +370,7 @@ def _fit_in_folder(
             max_epochs=int(tcfg["max_epochs"]),
             plugins=[AtomicCheckpointIO()],
             logger=loggers(run_dir),
-            callbacks=[ckpt_cb]
+            callbacks=[ckpt_cb, last_cb]
             + ([CPUTimeBudget(tcfg["max_train_cpu_s"])] if tcfg.get("max_train_cpu_s") else [])
             + ([progress_bar()] if tcfg.get("progress_bar", True) else []),
             gradient_clip_val=float(grad_clip) if grad_clip else None,
