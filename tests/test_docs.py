@@ -162,6 +162,8 @@ def test_nam_commands_parse_and_check(block: Block, args: list[str], in_tmp, cap
         if get_family(args[1]).family is None:
             return  # a family on its own reproducer: syntax only
         code, out = _run_nam([*args, "--dry-run"], capsys)
+        if code and "fonts-noto-core" in out:  # `make test` installs them where it can
+            pytest.skip(f"{block.id}: the Noto fonts are not installed")
         assert code == 0, f"{block.id}: nam {' '.join(args)}\n{out}"
         assert not (in_tmp / "nam_runs").exists()
     elif args[0] == "list":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -335,11 +335,12 @@ def _names(values: Sequence[str]) -> list[str] | None:
     return out or None
 
 
-def _call_reproducer(fn: Callable[..., Any], family: str, options: dict[str, Any]) -> Any:
-    """Call ``fn`` with the options it accepts; an option it does not take is a user error."""
+def _reproducer_kwargs(info: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``info.reproduce`` (and ``info.plan``) from the CLI options; an
+    option the family does not take is a user error."""
     from .training import ConfigError
 
-    params = inspect.signature(fn).parameters
+    params = inspect.signature(info.reproduce).parameters
     kwargs: dict[str, Any] = {"preset": options["preset"], "out_dir": options["out_dir"]}
     overrides = list(options["overrides"])
     for name in ("tasks", "models", "seed", "data_root", "shots", "datasets"):
@@ -348,42 +349,30 @@ def _call_reproducer(fn: Callable[..., Any], family: str, options: dict[str, Any
             continue
         if name in params:
             kwargs[name] = value
-        elif name == "models" and "heads" in params:  # the few-shot family calls its models heads
-            kwargs["heads"] = tuple(value)
         elif name == "seed":
             overrides.append(f"seed={value}")
         else:
             flag = "--" + name.replace("_", "-")
-            raise ConfigError(f"{flag}: the {family} family does not take this option")
+            raise ConfigError(f"{flag}: the {info.name} family does not take this option")
     if "overrides" in params:
         kwargs["overrides"] = tuple(overrides)
     elif overrides:
-        raise ConfigError(f"--set/--seed: the {family} family takes no config overrides")
-    return fn(**kwargs)
+        raise ConfigError(f"--set/--seed: the {info.name} family takes no config overrides")
+    return kwargs
 
 
-def _dry_run(info: Any, options: dict[str, Any]) -> None:
+def _dry_run(info: Any, kwargs: dict[str, Any]) -> None:
     """Plan (and so check) every run of a reproduction and list them; nothing is trained."""
-    from .experiments.reproducer import plan_jobs
+    from .experiments.runner import job_run_dir
     from .training import ConfigError
 
-    if info.family is None:
+    if info.plan is None:
         raise ConfigError(f"--dry-run: the {info.name} family does not support it")
-    for name in ("shots", "datasets"):
-        if options.get(name) is not None:
-            raise ConfigError(f"--{name}: the {info.name} family does not take this option")
-    jobs = plan_jobs(
-        info.family,
-        options["preset"],
-        tasks=options["tasks"],
-        models=options["models"],
-        overrides=options["overrides"],
-        seed=options["seed"],
-        data_root=options["data_root"],
-    )
-    typer.echo(f"{len(jobs)} runs into {options['out_dir']} (checked; nothing trained):")
+    planned = info.plan(**kwargs)
+    jobs = list(getattr(planned, "jobs", planned))
+    typer.echo(f"{len(jobs)} runs into {kwargs['out_dir']} (checked; nothing trained):")
     for job in jobs:
-        typer.echo(f"  {job.task}/{job.run_name}")
+        typer.echo(f"  {job_run_dir(job, '')}")
 
 
 def _family_help(info: Any) -> str:
@@ -391,11 +380,13 @@ def _family_help(info: Any) -> str:
     from .experiments.registry import get_task, list_tasks
 
     params = inspect.signature(info.reproduce).parameters
-    opts = [
-        ("-p, --preset NAME", "preset (default quick): " + ", ".join(info.presets)),
-        ("-t, --tasks A,B", "tasks (default: the preset's grid)"),
-        ("-m, --models A,B", "models (default: the preset's grid)"),
-        ("-s, --set KEY=VALUE", "config override for every run (repeatable)"),
+    opts = [("-p, --preset NAME", "preset (default quick): " + ", ".join(info.presets))]
+    if "tasks" in params:
+        opts.append(("-t, --tasks A,B", "tasks (default: the preset's grid)"))
+    if "models" in params:
+        opts.append(("-m, --models A,B", "models (default: the preset's grid)"))
+    opts += [
+        ("-s, --set KEY=VALUE", info.set_help or "config override for every run (repeatable)"),
         ("--seed N", "seed of every run"),
         ("--out DIR", f"output folder (default nam_runs/{info.name}-<preset>); re-run to resume"),
         ("--dry-run", "check everything and list the runs; train nothing"),
@@ -485,10 +476,11 @@ def reproduce(
             "shots": tuple(int(k) for k in shot_list) if shot_list else None,
             "datasets": tuple(_names(datasets) or ()) or None,
         }
+        kwargs = _reproducer_kwargs(info, options)
         if dry_run:
-            _dry_run(info, options)
+            _dry_run(info, kwargs)
             return
-        report = _call_reproducer(info.reproduce, family, options)
+        report = info.reproduce(**kwargs)
     except Exception as err:
         if not _user_error(err):
             raise

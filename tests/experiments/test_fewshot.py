@@ -8,6 +8,7 @@ import torch
 
 from neural_attention_memory.experiments import fewshot as fs
 from neural_attention_memory.experiments.registry import get_reproducer, get_task, list_tasks
+from neural_attention_memory.experiments.runner import job_run_dir
 
 # A tiny glyph set and short runs: the whole pipeline in a few seconds.
 TINY = (
@@ -135,7 +136,7 @@ def test_reproduce_end_to_end_and_resume(tmp_path, monkeypatch):
 
 def test_episode_splits_use_the_right_pools(tmp_path, monkeypatch):
     monkeypatch.setenv("NAM_DATA_DIR", str(tmp_path / "data"))
-    glyphs = dict(fs._GLYPHS_QUICK, samples_per_class=30, base_holdout=10, base_test=6)
+    glyphs = dict(fs.presets.GLYPHS_QUICK, samples_per_class=30, base_holdout=10, base_test=6)
     glyphs.update(image_size=16, scripts=["digits", "greek"])
     data = fs.load_fewshot_data({"dataset": "glyphs", "glyphs": glyphs})
     d = dict(fs.STAGE2_PRESETS["quick"]["data"], n_query_novel=5, n_query_base=10, k_shot=5)
@@ -183,15 +184,15 @@ def test_stage2_step_on_a_batch_of_episodes():
     ds = EpisodeDataset(sampler, torch.randn(len(labels), 8))
     head = NAMFewShotClassifier(12, 8, erase="batch_mean")
     batch = collate_episode([ds[i] for i in range(4)])
-    out = fs._stage2_compute(head, batch)
+    out = fs.stage2_compute(head, batch)
     out.loss.backward()
     assert torch.isfinite(out.loss) and head.gate_e.net[2].weight.grad.abs().sum() > 0
     _num, den = out.metrics["joint_acc"]
     assert int(den) == 4 * (3 * 2 + 6)  # every query of the 4 episodes
     # With per-episode erase the batched step is the mean of the single-episode losses.
     head = NAMFewShotClassifier(12, 8)
-    single = [fs._stage2_compute(head, ds[i]).loss for i in range(4)]
-    torch.testing.assert_close(fs._stage2_compute(head, batch).loss, torch.stack(single).mean())
+    single = [fs.stage2_compute(head, ds[i]).loss for i in range(4)]
+    torch.testing.assert_close(fs.stage2_compute(head, batch).loss, torch.stack(single).mean())
 
 
 def test_equal_error_point_and_erase_ablation():
@@ -228,7 +229,7 @@ def test_equal_error_point_and_erase_ablation():
     torch.testing.assert_close(p_w, tied.gate(k))
     torch.testing.assert_close(p_e, torch.full((6,), 0.5))
     assert tied.gate_mode == "tied" and ab.write_mode == "sequential"
-    assert fs._head_label("nam_tied_pe0.5") == "nam_tied, p_e fixed 0.5, sequential (ablation)"
+    assert fs.head_label("nam_tied_pe0.5") == "nam_tied, p_e fixed 0.5, sequential (ablation)"
 
 
 @pytest.mark.parametrize("preset", ["quick", "medium", "paper"])
@@ -250,7 +251,7 @@ def test_reproduce_on_an_omniglot_layout(tmp_path, monkeypatch):
     from PIL import Image
 
     monkeypatch.setenv("NAM_DATA_DIR", str(tmp_path / "data"))
-    root = tmp_path / "omniglot"
+    root = tmp_path / "user-data" / "omniglot"  # --data-root user-data
     rng = np.random.default_rng(0)
     layout = {"images_background": ["A", "B"], "images_evaluation": ["C", "D", "E"]}
     for sub, alphabets in layout.items():
@@ -273,12 +274,15 @@ def test_reproduce_on_an_omniglot_layout(tmp_path, monkeypatch):
         tmp_path / "out",
         shots=(1,),
         test_episodes=10,
-        omniglot=str(root),
+        data_root=tmp_path / "user-data",
         datasets=("omniglot",),
         overrides=tiny,
     )
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert list(res["datasets"]) == ["omniglot"]
+    # By default: the glyphs, plus the user sets found under the data root.
+    plan = fs.plan_fewshot("quick", tmp_path / "x", data_root=tmp_path / "user-data")
+    assert [d.name for d in plan.datasets] == ["glyphs", "omniglot"]
     assert res["datasets"]["omniglot"]["classes"] == {"base": 12, "val": 6, "novel": 12}
     assert "## omniglot" in report.read_text()
 
@@ -382,7 +386,7 @@ def test_reproduce_with_every_head_on_noto(tmp_path, monkeypatch):
         "medium",
         again,
         shots=(1,),
-        heads=("cosine", "nam_tied"),
+        models=("cosine", "nam_tied"),
         test_episodes=4,
         overrides=tiny,
         datasets=("noto",),
@@ -417,11 +421,57 @@ def test_cli_user_errors_write_nothing(tmp_path, monkeypatch):
     cases = [
         (["--datasets", "noto"], "fonts-noto-core"),
         (["--datasets", "klingon"], "datasets"),
-        (["--models", "nam,bogus"], "heads"),
+        (["--models", "nam,bogus"], "models"),
+        (["--set", "optim.lr=abc"], "optim.lr: expected a float > 0, got 'abc'"),
+        (["--set", "stage2:data.k_shot=0"], "data.k_shot: expected an integer >= 1, got 0"),
+        (["--set", "data.k_shot=5"], "stage2:KEY=VALUE to one"),
+        (
+            ["--set", "stage2:model.erase=batch_mean", "--set", "stage2:model.write_mode=memorize"],
+            "model.erase",
+        ),
+        (["--tasks", "fewshot_stage1"], "--tasks: the fewshot family does not take this option"),
+        (["--data-root", str(tmp_path / "none")], "data_root: expected a folder"),
+        (["--data-root", str(tmp_path)], "found neither"),
+        (["--shots", "0"], "--shots"),
+        (["--preset", "huge"], "--preset"),
     ]
     for extra, message in cases:
         res = runner.invoke(app, ["reproduce", "fewshot", "--out", str(out), *extra])
         assert res.exit_code == 2, (extra, res.output)
         assert message in res.output
+        assert len(res.output.strip().splitlines()) == 1, res.output
         assert not out.exists()
     noto._find.cache_clear()
+
+
+def test_cli_dry_run_lists_the_plan_and_writes_nothing(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from neural_attention_memory.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["reproduce", "fewshot", "--shots", "5", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "3 runs into nam_runs/fewshot-quick" in res.output
+    for run in ("stage1/fewshot_stage1/convnet", "stage2/fewshot_stage2/nam_5shot"):
+        assert f"runs/glyphs/{run}" in res.output
+    assert not any(tmp_path.iterdir())
+
+
+def test_python_api_rejects_misspelled_options(tmp_path):
+    with pytest.raises(TypeError, match="task"):
+        fs.reproduce_fewshot("quick", tmp_path / "out", task=["x"])
+    with pytest.raises(ValueError, match="stage1_runs"):
+        fs.plan_fewshot("quick", tmp_path / "out", stage1_runs={"noto": tmp_path})
+    assert not (tmp_path / "out").exists()
+
+
+def test_plan_matches_the_run_folders_of_earlier_versions(tmp_path):
+    """Run folders and stage-2 configs keep their layout, so older reproductions resume."""
+    plan = fs.plan_fewshot("medium", tmp_path / "out", datasets=("glyphs",), shots=(1,))
+    s1 = tmp_path / "out" / "runs" / "glyphs" / "stage1" / fs.STAGE1 / "convnet"
+    dirs = [str(job_run_dir(j, tmp_path / "out")) for j in plan.jobs]
+    assert dirs[0] == str(s1)
+    stage2 = tmp_path / "out" / "runs" / "glyphs" / "stage2" / fs.STAGE2
+    assert dirs[1:] == [str(stage2 / f"{h}_1shot") for h in fs.HEADS]
+    assert plan.jobs[1].overrides[:2] == (f"data.stage1_run={s1.resolve()}", "data.k_shot=1")

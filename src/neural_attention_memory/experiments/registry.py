@@ -48,8 +48,12 @@ class FamilyInfo:
         models: model name -> one-line description.
         presets: preset name -> one-line description.
         datasets: data set name -> one line (generated, or where the user's files go).
-        family: the :class:`~.reproducer.Family` of families built on the shared reproducer
-            (lets ``nam reproduce FAMILY --dry-run`` check and list the runs without training).
+        family: the :class:`~.reproducer.Family` of families built on the shared reproducer.
+        plan: ``fn(preset, out_dir, **the options reproduce takes)`` that checks everything and
+            returns the jobs (or an object with ``.jobs``) without writing anything: what
+            ``nam reproduce FAMILY --dry-run`` lists. Default for a ``family``:
+            :func:`~.reproducer.plan_jobs`.
+        set_help: the help of ``--set`` when the family routes overrides (default: generic).
     """
 
     name: str
@@ -59,6 +63,8 @@ class FamilyInfo:
     presets: Mapping[str, str] = field(default_factory=dict)
     datasets: Mapping[str, str] = field(default_factory=dict)
     family: Any = None
+    plan: Callable[..., Any] | None = None
+    set_help: str = ""
 
 
 _REPRODUCERS: dict[str, FamilyInfo] = {}
@@ -107,15 +113,20 @@ def register_reproducer(
     presets: Mapping[str, str] | None = None,
     datasets: Mapping[str, str] | None = None,
     family_spec: Any = None,
+    plan: Callable[..., Any] | None = None,
+    set_help: str = "",
 ) -> Callable[..., Any]:
     """Register ``fn(preset, out_dir, **options) -> pathlib.Path`` (the report written).
 
     ``family_spec``: the family's :class:`~.reproducer.Family` when it uses the shared reproducer;
-    its description and models fill in what is not given here.
+    its description and models fill in what is not given here. ``plan``: see
+    :class:`FamilyInfo` (default: the shared planner of ``family_spec``).
     """
     if family_spec is not None:
         description = description or family_spec.description
         models = models or {m: "" for m in family_spec.models}
+        if plan is None:
+            plan = _shared_plan(family_spec)
     _REPRODUCERS[family] = FamilyInfo(
         family,
         fn,
@@ -124,8 +135,37 @@ def register_reproducer(
         dict(presets or {}),
         dict(datasets or {}),
         family_spec,
+        plan,
+        set_help,
     )
     return fn
+
+
+def _shared_plan(family: Any) -> Callable[..., Any]:
+    from .reproducer import plan_jobs
+
+    def plan(
+        preset: str,
+        out_dir: Any = None,
+        *,
+        tasks: Any = None,
+        models: Any = None,
+        overrides: Any = (),
+        seed: int | None = None,
+        data_root: Any = None,
+    ) -> Any:
+        """The checked jobs of ``family`` (``out_dir`` is not needed to plan them)."""
+        return plan_jobs(
+            family,
+            preset,
+            tasks=tasks,
+            models=models,
+            overrides=overrides,
+            seed=seed,
+            data_root=data_root,
+        )
+
+    return plan
 
 
 def list_reproducers() -> list[str]:
@@ -145,7 +185,15 @@ def get_family(family: str) -> FamilyInfo:
     models = dict(info.models) or {m: "" for s in specs for m in s.models}
     presets = dict(info.presets) or {p: "" for s in specs for p in s.presets}
     return FamilyInfo(
-        info.name, info.reproduce, info.description, models, presets, info.datasets, info.family
+        info.name,
+        info.reproduce,
+        info.description,
+        models,
+        presets,
+        info.datasets,
+        info.family,
+        info.plan,
+        info.set_help,
     )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "markdown_table",
     "results_table",
     "save_bar_plot",
+    "save_figure",
     "save_line_plot",
     "write_markdown",
 ]
@@ -192,7 +193,8 @@ def write_markdown(path: str | Path, text: str) -> Path:
     return atomic_write_text(path, text)
 
 
-def _save_figure(fig: Any, path: str | Path) -> Path:
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Save a :class:`matplotlib.figure.Figure` as a PNG, atomically (no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
@@ -245,7 +247,7 @@ def save_line_plot(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def save_bar_plot(
@@ -282,4 +284,4 @@ def save_bar_plot(
         ax.set_ylim(*ylim)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small")
-    return _save_figure(fig, path)
+    return save_figure(fig, path)

@@ -1,22 +1,27 @@
 """The one reproducer every experiment family runs on: grid -> runs (resumed) -> report.
 
-A family (``generalization``, ``lra``, ...) describes itself as a :class:`Family`: its tasks and
-models, one grid of runs per preset (in its ``presets.py``), and a function that turns the
-finished runs into the lines of its Markdown report. :func:`reproduce` does the rest, the same
-way for every family:
+A family (``generalization``, ``lra``, ``fewshot``, ``lm``) describes itself as a :class:`Family`:
+its tasks and models, one grid of runs per preset (in its ``presets.py``), and a function that
+turns the finished runs into the lines of its Markdown report. :func:`reproduce` does the rest, the
+same way for every family:
 
-1. validate the preset, tasks, models, seed and data root, and resolve every run's configuration
-   (so a bad ``--set`` fails before any data is generated or any folder is written);
-2. train the grid with :func:`.runner.run_grid` (finished runs are skipped, interrupted ones resume);
-3. run the family's ``after_runs`` hook (e.g. timing a training step), write its report lines,
-   append the runs that did not finish, and write ``<out_dir>/report.md`` atomically.
+1. :func:`plan_jobs`: validate the preset, tasks, models, seed and data root, and resolve every
+   run's configuration (so a bad ``--set`` fails before any data is generated or any folder is
+   written);
+2. :func:`run_jobs`: train the jobs with :func:`.runner.run_grid` (finished runs are skipped,
+   interrupted ones resume), run the family's ``after_runs`` hook (e.g. timing a training step, or
+   the few-shot test episodes), write its report lines, append the runs that did not finish, and
+   write ``<out_dir>/report.md`` atomically.
+
+A family whose runs depend on each other (the few-shot protocol: stage 2 reads the stage-1 run)
+plans its own jobs (all checked before anything is written) and hands them to :func:`run_jobs`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +30,7 @@ from . import runner
 from .registry import get_task
 from .report import write_markdown
 
-__all__ = ["Family", "ReportContext", "reproduce"]
+__all__ = ["Family", "ReportContext", "plan_jobs", "reproduce", "run_jobs"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,8 @@ class ReportContext:
         models: every model of the grid, in order of first appearance.
         results: one dict per run (``results.json`` plus ``run_dir``; failed runs have
             ``status == "failed"`` and ``error``), in grid order.
-        elapsed_s: wall-clock seconds of this invocation so far.
+        elapsed_s: wall-clock seconds of the training, as measured after it.
+        extra: what ``after_runs`` computed for the report (e.g. test-episode results).
     """
 
     preset: str
@@ -48,6 +54,7 @@ class ReportContext:
     models: list[str]
     results: list[dict[str, Any]]
     elapsed_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def finished(self) -> list[dict[str, Any]]:
@@ -73,6 +80,8 @@ class Family:
             ``ctx.results``).
         data_root_key: the config key that ``data_root`` sets (``None``: the family generates all
             its data and ``data_root`` is an error).
+        keep_going: a failed run is reported and the others go on (``False``: the first failure
+            stops the reproduction, for families whose runs depend on each other).
     """
 
     name: str
@@ -84,6 +93,7 @@ class Family:
     default_tasks: Callable[[str, str | None], Sequence[str]] | None = None
     after_runs: Callable[[ReportContext], None] | None = None
     data_root_key: str | None = None
+    keep_going: bool = True
 
     @property
     def presets(self) -> tuple[str, ...]:
@@ -194,9 +204,22 @@ def reproduce(
         seed=seed,
         data_root=data_root,
     )
+    return run_jobs(family, preset, jobs, out_dir)
+
+
+def run_jobs(family: Family, preset: str, jobs: Sequence[runner.Job], out_dir: str | Path) -> Path:
+    """Train planned ``jobs`` (skipping finished runs, resuming others) and write the report.
+
+    Returns the path of ``<out_dir>/report.md``; ``<out_dir>/grid.json`` lists every job.
+    """
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    results = runner.run_grid(jobs, out_dir, keep_going=True)
+    results = runner.run_grid(
+        jobs,
+        out_dir,
+        keep_going=family.keep_going,
+        log=lambda msg: print(f"[{family.name}] {msg}", flush=True),
+    )
     ctx = ReportContext(
         preset=preset,
         out_dir=out_dir,

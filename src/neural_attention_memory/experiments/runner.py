@@ -1,6 +1,7 @@
 """Train a grid of (task, model, preset, overrides) jobs, resuming whatever was interrupted.
 
-Each job gets its own run directory ``<out_dir>/<task>/<name>`` (``name`` defaults to the model).
+Each job gets its own run directory ``<out_dir>/<folder>/<task>/<name>`` (``folder`` defaults to
+nothing, ``name`` to the model).
 A run whose ``results.json`` says ``finished`` (with as many epochs as asked for) is skipped; any
 other is resumed from its last checkpoint (or started). So re-running an interrupted
 ``nam reproduce`` picks up where it stopped and ends with the same numbers.
@@ -34,8 +35,10 @@ class Job:
         model: one of the task's models.
         preset: preset name (``"quick"``, ``"paper"``).
         overrides: ``"a.b=value"`` strings applied after the preset.
-        name: run folder name under ``<out_dir>/<task>`` (default: the model name); set it when one
-            grid trains the same model twice (e.g. an ablation).
+        name: run folder name under ``<out_dir>/<folder>/<task>`` (default: the model name); set
+            it when one grid trains the same model twice (e.g. an ablation).
+        folder: relative folder that groups runs inside ``out_dir`` (e.g. ``runs/noto/stage1``
+            for one data set's stage of the few-shot protocol); default: none.
     """
 
     task: str
@@ -43,6 +46,7 @@ class Job:
     preset: str = "quick"
     overrides: tuple[str, ...] = field(default_factory=tuple)
     name: str | None = None
+    folder: str = ""
 
     @property
     def run_name(self) -> str:
@@ -50,7 +54,8 @@ class Job:
 
 
 def job_run_dir(job: Job, out_dir: str | Path) -> Path:
-    return Path(out_dir) / job.task / job.run_name
+    """``<out_dir>/<folder>/<task>/<name>``."""
+    return Path(out_dir) / job.folder / job.task / job.run_name
 
 
 def _diff_keys(a: Any, b: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -96,7 +101,7 @@ def run_grid(
         from .registry import get_task as get_spec
     out_dir = Path(out_dir)
     jobs = list(jobs)
-    names = [(j.task, j.run_name) for j in jobs]
+    names = [(j.folder, j.task, j.run_name) for j in jobs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"jobs: two jobs share a run folder {dupes}; give them distinct names")
@@ -104,7 +109,7 @@ def run_grid(
     all_results: list[dict[str, Any]] = []
     for i, job in enumerate(jobs):
         run_dir = job_run_dir(job, out_dir)
-        tag = f"[{i + 1}/{len(jobs)}] {job.task}/{job.run_name}"
+        tag = f"[{i + 1}/{len(jobs)}] {job_run_dir(job, '')}"
         t0 = time.perf_counter()
         try:
             spec = get_spec(job.task)
