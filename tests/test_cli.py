@@ -131,7 +131,7 @@ def test_default_run_dir_under_runs_root(toy_registry, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "nope"], "unknown task 'nope'; valid choices: toy"),
+        (["train", "nope"], "task: unknown 'nope'; valid choices: toy"),
         (
             ["train", "toy", "--model", "gru"],
             "unknown model 'gru' for task 'toy'; valid choices: mlp, linear",
@@ -145,7 +145,7 @@ def test_default_run_dir_under_runs_root(toy_registry, tmp_path):
         (["train"], "give a task name or --resume RUN_DIR; valid choices: toy"),
         (["eval", "somewhere", "--digits"], "--digits needs a value"),
         (["eval", "somewhere", "17-22"], "expected --NAME VALUE task options, got '17-22'"),
-        (["reproduce", "nope"], "unknown experiment 'nope'; valid choices: toyfamily"),
+        (["reproduce", "nope"], "family: unknown 'nope'; valid choices: toyfamily"),
         (["reproduce", "toyfamily", "--preset", "huge"], "valid choices: quick, paper"),
         (
             ["reproduce", "toyfamily", "--seed", "1"],

@@ -316,3 +316,45 @@ def test_loss_weighting_and_metric_pairs():
     assert sums.compute(lambda t: t)["loss"] == pytest.approx((3 * 1.0 + 1 * 4.0) / 4)
     with pytest.raises(TypeError, match=r"metrics\['acc'\]: expected a \(numerator, denominator\)"):
         sums.add(StepOutput(torch.tensor(1.0), metrics={"acc": 0.5}), 1)
+
+
+def test_results_never_claim_an_epoch_the_checkpoint_lacks(spec, tmp_path, monkeypatch):
+    """results.json is written after last.ckpt each epoch: an interrupt between the two writes
+    leaves a results file that claims no epoch the checkpoint does not hold."""
+    from neural_attention_memory.training import engine
+
+    seen = []
+    real = engine.atomic_write_json
+
+    def checked(path, obj):
+        if Path(path).name == "results.json" and obj["status"] == "running":
+            ckpt = torch.load(
+                Path(path).parent / "checkpoints" / "last.ckpt", weights_only=False, mmap=True
+            )
+            seen.append((obj["epochs_completed"], len(ckpt["nam_history"])))
+        return real(path, obj)
+
+    monkeypatch.setattr(engine, "atomic_write_json", checked)
+    fit(spec, resolve_config(spec, "quick", []), tmp_path / "run")
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+
+
+def test_the_model_is_built_once_per_run(tmp_path):
+    """fit builds the model once (its hyper-parameters are checked before any data or folder)."""
+    import dataclasses
+
+    toy = make_spec()
+    calls = []
+
+    def build(config):
+        calls.append(1)
+        return toy.build_model(config)
+
+    counted = dataclasses.replace(toy, build_model=build)
+    cfg = resolve_config(counted, "quick", ["trainer.max_epochs=1"])
+    res = fit(counted, cfg, tmp_path / "run")
+    assert len(calls) == 1
+    # The same weights as a run whose model is built twice (the first one dropped).
+    ref = fit(toy, cfg, tmp_path / "ref")
+    assert res["history"][0]["val/acc"] == ref["history"][0]["val/acc"]
+    assert res["history"][0]["train/loss"] == ref["history"][0]["train/loss"]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..training.config import check_names
 from ..training.spec import TaskSpec
 
 __all__ = [
@@ -99,8 +100,7 @@ def list_tasks(family: str | None = None) -> list[str]:
 
 def get_task(name: str) -> TaskSpec:
     _load_families()
-    if name not in _TASKS:
-        raise ValueError(f"task: unknown task {name!r}; valid choices: {', '.join(list_tasks())}")
+    check_names("task", [name], list_tasks())
     return _TASKS[name]
 
 
@@ -176,10 +176,7 @@ def list_reproducers() -> list[str]:
 def get_family(family: str) -> FamilyInfo:
     """The :class:`FamilyInfo` of ``family``; missing model/preset lists come from its tasks."""
     _load_families()
-    if family not in _REPRODUCERS:
-        raise ValueError(
-            f"family: unknown experiment {family!r}; valid choices: {', '.join(list_reproducers())}"
-        )
+    check_names("family", [family], list_reproducers())
     info = _REPRODUCERS[family]
     specs = [_TASKS[t] for t in list_tasks(family)]
     models = dict(info.models) or {m: "" for s in specs for m in s.models}

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._params import count_parameters
 from .lsam import LSAM
 from .nam_tm import ACTIONS, NAMTMStack
 
@@ -54,13 +55,6 @@ __all__ = [
     "count_parameters",
     "resolve_name",
 ]
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters of ``module``."""
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def _check_tokens(tokens: object, padding_mask: object, vocab_size: int) -> Tensor | None:

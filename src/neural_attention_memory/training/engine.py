@@ -6,14 +6,16 @@ import math
 import shutil
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset
 
+from ..models._params import count_parameters
 from .checkpoint import AtomicCheckpointIO, remove_stale_temporaries
 from .config import ENGINE_DEFAULTS, ConfigError, check_run_config, deep_merge
 from .display import loggers, progress_bar, quiet_lightning_info
@@ -46,10 +48,6 @@ _QUIET = (
 
 LAST_CKPT = "checkpoints/last.ckpt"
 BEST_CKPT = "checkpoints/best.ckpt"
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def select_epoch(history: Sequence[Mapping[str, Any]], metric: str, mode: str) -> int | None:
@@ -153,10 +151,8 @@ def _build_results(
         "splits": splits,
         "epochs_completed": len(history),
         "max_epochs": int(config["trainer"]["max_epochs"]),
-        "num_params": count_parameters(module.model),
-        "num_trainable_params": sum(
-            p.numel() for p in module.model.parameters() if p.requires_grad
-        ),
+        "num_params": count_parameters(module.model, trainable_only=False),
+        "num_trainable_params": count_parameters(module.model),
         # Seconds spent in training + evaluation epochs, summed over resumed sessions.
         "wall_clock_s": module.elapsed_s,
         # Process CPU seconds of the same epochs (the run's cost on a shared machine).
@@ -224,7 +220,7 @@ def fit(
     # What depends on the user's input (model hyper-parameters, data files) is checked before the
     # run folder is touched, so a bad value or missing data leaves nothing behind.
     seed_all(derive_seed(seed, 0))
-    _check_model(spec, config)
+    model = _build_model(spec, config)
     # Data and model are functions of the seed alone.
     seed_all(derive_seed(seed, 0))
     datasets = spec.build_datasets(config, seed)
@@ -252,7 +248,7 @@ def fit(
             remove_stale_temporaries(run_dir)
             remove_stale_temporaries(run_dir / "checkpoints")
         return _fit_in_folder(
-            spec, config, run_dir, resume, datasets, eval_splits, rank_zero, started
+            spec, config, run_dir, resume, model, datasets, eval_splits, rank_zero, started
         )
     except BaseException:
         if created is not None and not started and rank_zero and lock.held:
@@ -280,13 +276,32 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def _check_model(spec: TaskSpec, config: Mapping[str, Any]) -> None:
-    """Build (and drop) the model once: bad model hyper-parameters fail before any data or file."""
+def _build_model(spec: TaskSpec, config: Mapping[str, Any]) -> torch.nn.Module:
+    """The run's model, built first: bad model hyper-parameters fail before any data or file."""
     try:
-        model = spec.build_model(config)
+        return spec.build_model(config)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model: {err}") from None
-    del model
+
+
+class _LastCheckpointThenResults(Checkpoint):
+    """Saves ``last.ckpt``, then writes ``results.json``, at the end of every epoch.
+
+    Lightning 2.6's :class:`ModelCheckpoint` writes ``last.ckpt`` only in epochs that improve the
+    monitored metric, so this callback writes it every epoch. Lightning calls the
+    LightningModule's ``on_train_epoch_end`` (which completes the epoch's history entry) and then
+    the :class:`Checkpoint` callbacks in list order; placed after the :class:`ModelCheckpoint`
+    (``best.ckpt``), this one saves the epoch before its results claim it, so an interrupt between
+    the two writes leaves results one epoch behind the checkpoint, never ahead of it.
+    """
+
+    def __init__(self, last: Path, write: Callable[[TaskModule], Any]) -> None:
+        self.last, self.write = last, write
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        assert isinstance(pl_module, TaskModule)
+        trainer.save_checkpoint(self.last)  # every rank takes part; rank 0 writes
+        self.write(pl_module)
 
 
 def _fit_in_folder(
@@ -294,6 +309,7 @@ def _fit_in_folder(
     config: dict[str, Any],
     run_dir: Path,
     resume: bool,
+    model: torch.nn.Module,
     datasets: Mapping[str, Dataset],
     eval_splits: list[str],
     rank_zero: bool,
@@ -332,12 +348,10 @@ def _fit_in_folder(
                 f"spec.selection_metric: {spec.selection_metric!r} was not logged; "
                 f"logged metrics: {', '.join(logged)}"
             )
-        write_results(module)
 
-    seed_all(derive_seed(seed, 0))
-    module = TaskModule(spec, config, eval_splits=eval_splits, on_epoch_end=on_epoch_end)
-
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    module = TaskModule(
+        spec, config, eval_splits=eval_splits, on_epoch_end=on_epoch_end, model=model
+    )
 
     from .budget import CPUTimeBudget
 
@@ -347,18 +361,7 @@ def _fit_in_folder(
         monitor=spec.selection_metric,
         mode=spec.selection_mode,
         save_top_k=1,
-        enable_version_counter=False,
-        auto_insert_metric_name=False,
-    )
-    # The resume point, written every epoch by its own callback: with ``save_last=True`` Lightning
-    # (>= 2.5) writes last.ckpt only on epochs that improved the monitored metric, so a resume
-    # silently went back to the last improving epoch. Listed after ``ckpt_cb`` so that last.ckpt
-    # holds the best checkpoint's updated state.
-    last_cb = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="last",
-        monitor=None,
-        save_top_k=1,
+        save_last=False,  # written every epoch by _LastCheckpointThenResults
         enable_version_counter=False,
         auto_insert_metric_name=False,
     )
@@ -370,7 +373,8 @@ def _fit_in_folder(
             max_epochs=int(tcfg["max_epochs"]),
             plugins=[AtomicCheckpointIO()],
             logger=loggers(run_dir),
-            callbacks=[ckpt_cb, last_cb]
+            # The checkpoints first, then the results of the epoch they hold.
+            callbacks=[ckpt_cb, _LastCheckpointThenResults(last, write_results)]
             + ([CPUTimeBudget(tcfg["max_train_cpu_s"])] if tcfg.get("max_train_cpu_s") else [])
             + ([progress_bar()] if tcfg.get("progress_bar", True) else []),
             gradient_clip_val=float(grad_clip) if grad_clip else None,

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ...tasks import algorithmic as alg
+from ...training.config import check_names
 from ...training.spec import TaskSpec
 from .. import reproducer
 from ..registry import register_reproducer, register_task
@@ -67,8 +68,7 @@ _DESCRIPTIONS = {
 
 def make_spec(task: str) -> TaskSpec:
     """The :class:`TaskSpec` of one task of the family."""
-    if task not in TASKS:
-        raise ValueError(f"task: unknown task {task!r}; valid choices: {', '.join(TASKS)}")
+    check_names("task", [task], TASKS)
     return TaskSpec(
         name=task,
         family="generalization",

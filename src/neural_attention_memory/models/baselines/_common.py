@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...layers._common import zero_padded
+from .._params import count_parameters
 
 __all__ = ["check_h_state", "check_tokens", "count_parameters", "keep_where", "run_steps"]
 
@@ -44,11 +45,6 @@ def check_tokens(tokens: object, padding_mask: object, vocab_size: int) -> Tenso
             f"{tuple(padding_mask.shape)}"
         )
     return padding_mask
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def keep_where(pad: Tensor, old: NamedTuple, new: NamedTuple) -> NamedTuple:
