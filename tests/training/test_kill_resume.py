@@ -77,8 +77,12 @@ def _kill_and_resume(tmp_path: Path, kills: int, seed: int, epochs: int = EPOCHS
         _, err = proc.communicate()
         assert proc.returncode in (-9, 0), f"worker failed on its own:\n{err}"
         ckpt = run / LAST_CKPT
+        held = 0
         if ckpt.exists():  # whatever the moment of the kill, the checkpoint is complete
-            torch.load(ckpt, map_location="cpu", weights_only=False)
+            held = len(torch.load(ckpt, map_location="cpu", weights_only=False)["nam_history"])
+        res = read_results(run)
+        # ... and the results never claim an epoch the checkpoint lacks.
+        assert res is None or res["epochs_completed"] <= held, (res["epochs_completed"], held)
     done = subprocess.run(
         [sys.executable, str(WORKER), str(run), str(epochs)],
         capture_output=True,
