@@ -159,20 +159,21 @@ def check_gate(
     return p
 
 
-def check_padding_mask(mask: object, B: int, T: int) -> Tensor | None:
-    """``key_padding_mask: [B, T]`` bool, True = padding (PyTorch's convention)."""
+def check_padding_mask(
+    mask: object, B: int, T: int, name: str = "key_padding_mask"
+) -> Tensor | None:
+    """``mask`` `[B, T]` bool, True = padding (PyTorch's convention), or None.
+
+    The one padding-mask validator of the package (functional, layers and models); ``name`` is the
+    argument as the caller's signature spells it.
+    """
     if mask is None:
         return None
-    if not isinstance(mask, Tensor):
-        raise TypeError(
-            f"key_padding_mask: expected None or a bool tensor [B, T], got {type(mask).__name__}"
-        )
-    if mask.dtype != torch.bool:
-        raise TypeError(
-            f"key_padding_mask: expected dtype torch.bool (True = padding), got {mask.dtype}"
-        )
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = f"dtype {mask.dtype}" if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(f"{name}: expected a bool tensor [B, T] (True = padding), got {got}")
     if mask.shape != (B, T):
-        raise ValueError(f"key_padding_mask: expected shape [B, T] = {(B, T)}, got {_shape(mask)}")
+        raise ValueError(f"{name}: expected shape [B, T] = {(B, T)}, got {_shape(mask)}")
     return mask
 
 

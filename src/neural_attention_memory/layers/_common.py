@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import torch
+import functools
+
 from torch import Tensor
+
+from ..functional._validate import check_padding_mask as _check_padding_mask
 
 __all__ = ["check_dims", "check_input", "check_padding_mask", "zero_padded"]
 
@@ -40,16 +43,8 @@ def check_input(x: object, name: str, rank: int, embed_dim: int) -> Tensor:
     return x
 
 
-def check_padding_mask(mask: object, B: int, T: int) -> Tensor | None:
-    """``padding_mask`` `[B, T]` bool (True = padding) or None."""
-    if mask is None:
-        return None
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
-        raise TypeError(f"padding_mask: expected a bool tensor [B, T] (True = padding), got {got}")
-    if mask.shape != (B, T):
-        raise ValueError(f"padding_mask: expected shape [B, T] = {(B, T)}, got {tuple(mask.shape)}")
-    return mask
+#: ``padding_mask`` `[B, T]` bool (True = padding) or None (the functional layer's validator).
+check_padding_mask = functools.partial(_check_padding_mask, name="padding_mask")
 
 
 def zero_padded(out: Tensor, mask: Tensor | None) -> Tensor:

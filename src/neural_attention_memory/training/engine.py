@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from .config import ENGINE_DEFAULTS, ConfigError, check_run_config, deep_merge
 from .display import loggers, progress_bar, quiet_lightning_info
 from .lock import RunLock
 from .module import EpochSeededSampler, TaskModule, derive_seed, seed_all
+from .results import LAST_CKPT, build_results, select_epoch
 from .rundir import (
     CONFIG_FILE,
     META_FILE,
@@ -31,6 +31,7 @@ from .rundir import (
 )
 from .spec import TaskSpec
 
+# count_parameters and select_epoch are re-exported from ..models._params and .results.
 __all__ = ["count_parameters", "fit", "select_epoch"]
 
 # Lightning warnings that say nothing useful for these runs: generated data sets need no loader
@@ -44,26 +45,6 @@ _QUIET = (
     # Epoch metrics are already all-reduced by the module (exact sums), so no sync_dist.
     ".*sync_dist=True.*",
 )
-
-
-LAST_CKPT = "checkpoints/last.ckpt"
-BEST_CKPT = "checkpoints/best.ckpt"
-
-
-def select_epoch(history: Sequence[Mapping[str, Any]], metric: str, mode: str) -> int | None:
-    """Index into ``history`` of the selected epoch: the first best finite value of ``metric``.
-
-    Mirrors :class:`lightning.pytorch.callbacks.ModelCheckpoint` (strict improvement; NaN never
-    wins), so ``best.ckpt`` holds the selected epoch's weights.
-    """
-    best_i, best_v = None, None
-    for i, entry in enumerate(history):
-        v = entry.get(metric)
-        if v is None or not math.isfinite(v):
-            continue
-        if best_v is None or (v > best_v if mode == "max" else v < best_v):
-            best_i, best_v = i, v
-    return best_i
 
 
 def _check_spec(spec: TaskSpec) -> None:
@@ -113,57 +94,6 @@ def _trainer_kwargs(tcfg: Mapping[str, Any]) -> dict[str, Any]:
         "num_nodes": int(tcfg.get("num_nodes", 1)),
     }
     return kw
-
-
-def _build_results(
-    spec: TaskSpec,
-    config: Mapping[str, Any],
-    module: TaskModule,
-    eval_splits: Sequence[str],
-    status: str,
-    session_t0: float,
-    error: str | None = None,
-) -> dict[str, Any]:
-    history = module.history
-    sel = select_epoch(history, spec.selection_metric, spec.selection_mode)
-    splits: dict[str, dict[str, float]] = {}
-    if sel is not None:
-        entry = history[sel]
-        for split in ["train", *eval_splits]:
-            prefix = f"{split}/"
-            metrics = {k[len(prefix) :]: v for k, v in entry.items() if k.startswith(prefix)}
-            if metrics:
-                splits[split] = metrics
-    res: dict[str, Any] = {
-        "task": spec.name,
-        "family": spec.family,
-        "model": config["model"]["name"],
-        "preset": config.get("preset"),
-        "seed": config.get("seed"),
-        "status": status,
-        "selection": {
-            "metric": spec.selection_metric,
-            "mode": spec.selection_mode,
-            "epoch": history[sel]["epoch"] if sel is not None else None,
-            "value": history[sel].get(spec.selection_metric) if sel is not None else None,
-        },
-        "selected_epoch": history[sel]["epoch"] if sel is not None else None,
-        "splits": splits,
-        "epochs_completed": len(history),
-        "max_epochs": int(config["trainer"]["max_epochs"]),
-        "num_params": count_parameters(module.model, trainable_only=False),
-        "num_trainable_params": count_parameters(module.model),
-        # Seconds spent in training + evaluation epochs, summed over resumed sessions.
-        "wall_clock_s": module.elapsed_s,
-        # Process CPU seconds of the same epochs (the run's cost on a shared machine).
-        "cpu_time_s": module.cpu_s,
-        "session_wall_clock_s": time.perf_counter() - session_t0,
-        "checkpoints": {"last": LAST_CKPT, "best": BEST_CKPT},
-        "history": history,
-    }
-    if error is not None:
-        res["error"] = error
-    return res
 
 
 def fit(
@@ -336,7 +266,7 @@ def _fit_in_folder(
     def write_results(
         module: TaskModule, status: str = "running", error: str | None = None
     ) -> dict:
-        res = _build_results(spec, config, module, eval_splits, status, session_t0, error)
+        res = build_results(spec, config, module, eval_splits, status, session_t0, error)
         if _is_rank_zero():
             atomic_write_json(run_dir / RESULTS_FILE, res)
         return res

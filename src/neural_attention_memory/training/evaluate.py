@@ -12,16 +12,9 @@ import torch
 from torch.utils.data import Dataset
 
 from .config import ENGINE_DEFAULTS, ConfigError, deep_merge
-from .engine import (
-    _QUIET,
-    BEST_CKPT,
-    LAST_CKPT,
-    _check_spec,
-    _loader,
-    _trainer_kwargs,
-    quiet_lightning_info,
-)
+from .engine import _QUIET, _check_spec, _loader, _trainer_kwargs, quiet_lightning_info
 from .module import TaskModule, derive_seed, seed_all
+from .results import BEST_CKPT, LAST_CKPT
 from .rundir import read_config
 from .spec import TaskSpec
 
