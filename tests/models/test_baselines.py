@@ -215,10 +215,12 @@ def test_factory_errors_list_choices() -> None:
     with pytest.raises(ValueError, match="unknown field"):
         build_tagger("lstm", V, C, "quick", depth=3)
     model = tiny("lstm")
-    with pytest.raises(ValueError, match="tokens"):
+    with pytest.raises(TypeError, match="tokens: expected an int64/int32 tensor"):
         model(torch.randn(2, 3))
-    with pytest.raises(ValueError, match="tokens"):
+    with pytest.raises(ValueError, match=r"tokens: expected ids in \[0, "):
         model(torch.full((2, 3), V))
+    with pytest.raises(ValueError, match="tokens: expected a non-empty"):
+        model(torch.ones(2, 0, dtype=torch.long))
     with pytest.raises(TypeError, match="padding_mask"):
         model(torch.ones(2, 3, dtype=torch.long), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="padding_mask"):
@@ -235,3 +237,10 @@ def test_quick_sizes_are_small() -> None:
 def test_paper_sizes_match_the_paper(name: str) -> None:
     n = count_parameters(build_tagger(name, 41, 41, "paper")) / 1e6
     assert abs(n - PAPER_PARAMS[name]) / PAPER_PARAMS[name] < 0.1, n
+
+
+def test_one_token_validator_for_every_tagger() -> None:
+    from neural_attention_memory.models import _checks, sequence
+    from neural_attention_memory.models.baselines import _common
+
+    assert _common.check_tokens is _checks.check_tokens is sequence.check_tokens

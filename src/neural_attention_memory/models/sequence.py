@@ -37,9 +37,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
+from ._checks import check_tokens
 from ._params import count_parameters
 from .lsam import LSAM
 from .nam_tm import ACTIONS, NAMTMStack
@@ -55,33 +55,6 @@ __all__ = [
     "count_parameters",
     "resolve_name",
 ]
-
-
-def _check_tokens(tokens: object, padding_mask: object, vocab_size: int) -> Tensor | None:
-    if not isinstance(tokens, Tensor):
-        raise TypeError(f"tokens: expected a torch.Tensor, got {type(tokens).__name__}")
-    if tokens.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"tokens: expected an int64/int32 tensor, got dtype {tokens.dtype}")
-    if tokens.dim() != 2 or tokens.shape[0] == 0 or tokens.shape[1] == 0:
-        raise ValueError(
-            f"tokens: expected a non-empty [B, T] tensor, got shape {tuple(tokens.shape)}"
-        )
-    lo, hi = int(tokens.min()), int(tokens.max())
-    if lo < 0 or hi >= vocab_size:
-        raise ValueError(f"tokens: expected ids in [0, {vocab_size}), got values in [{lo}, {hi}]")
-    if padding_mask is None:
-        return None
-    if not isinstance(padding_mask, Tensor) or padding_mask.dtype != torch.bool:
-        got = (
-            padding_mask.dtype if isinstance(padding_mask, Tensor) else type(padding_mask).__name__
-        )
-        raise TypeError(f"padding_mask: expected a bool tensor [B, T] (True = padding), got {got}")
-    if padding_mask.shape != tokens.shape:
-        raise ValueError(
-            f"padding_mask: expected the shape of tokens {tuple(tokens.shape)}, "
-            f"got {tuple(padding_mask.shape)}"
-        )
-    return padding_mask
 
 
 # -- LSAM -----------------------------------------------------------------------------------------
@@ -124,7 +97,7 @@ class LSAMSequenceModel(nn.Module):
 
         ``reference=True`` runs the line-by-line :class:`LSAMCell` loop (tests and benchmarks).
         """
-        pad = _check_tokens(tokens, padding_mask, self.vocab_size)
+        pad = check_tokens(tokens, padding_mask, self.vocab_size)
         run = self.lsam.forward_reference if reference else self.lsam
         h, _ = run(self.embedding(tokens.long()), padding_mask=pad)
         return self.classifier(h)
@@ -207,7 +180,7 @@ class NAMTMSequenceModel(nn.Module):
         ``reference=True`` runs every layer's slow twin (for tests and benchmarks);
         ``use_kernel=False`` runs the fast path's PyTorch loop instead of the compiled kernel.
         """
-        pad = _check_tokens(tokens, padding_mask, self.vocab_size)
+        pad = check_tokens(tokens, padding_mask, self.vocab_size)
         h = self.embedding(tokens.long())
         L = self.tape_length_for(tokens.shape[1])
         if reference:
