@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from . import _tape_kernel
+
 __all__ = ["bigru_forward", "gru_scan"]
 
 
@@ -87,16 +89,26 @@ def gru_scan(
     return _GRUScan.apply(x, h0, w_ih, w_hh, b_ih, b_hh)
 
 
-def bigru_forward(gru: nn.GRU, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-    """Outputs `[B, T, 2H]` of a one-layer bidirectional ``nn.GRU`` (``batch_first``) from zero states.
+def _weights(gru: nn.GRU) -> tuple[Tensor, ...]:
+    """(w_ih, w_hh, b_ih, b_hh) of the forward direction, then of the backward one."""
+    return (
+        gru.weight_ih_l0,
+        gru.weight_hh_l0,
+        gru.bias_ih_l0,
+        gru.bias_hh_l0,
+        gru.weight_ih_l0_reverse,
+        gru.weight_hh_l0_reverse,
+        gru.bias_ih_l0_reverse,
+        gru.bias_hh_l0_reverse,
+    )
 
-    ``lengths`` `[B]` (right padding): the backward direction starts at each row's last real
-    token; outputs at padded positions are unspecified. Equals ``gru(x)`` /
-    ``gru(pack_padded_sequence(x, lengths))`` on real positions, with a faster backward.
-    """
+
+def _bigru_torch(x: Tensor, lengths: Tensor | None, weights: tuple[Tensor, ...]) -> Tensor:
+    """The PyTorch path: one :func:`gru_scan` per direction, the backward one on each row's real
+    tokens reversed in place. Outputs `[B, T, 2H]` (padded positions: unspecified)."""
     B, T, _ = x.shape
-    h0 = x.new_zeros(B, gru.hidden_size)
-    fwd = gru_scan(x, h0, gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0)
+    h0 = x.new_zeros(B, weights[1].shape[1])
+    fwd = gru_scan(x, h0, *weights[:4])
     # Reverse each row's real tokens in place (an involution), run forwards, reverse back.
     t = torch.arange(T, device=x.device)
     if lengths is None:
@@ -106,13 +118,94 @@ def bigru_forward(gru: nn.GRU, x: Tensor, lengths: Tensor | None = None) -> Tens
         rev = torch.where(t < n, n - 1 - t, t)
     idx = rev.unsqueeze(-1).expand_as(x)
     xr = x.gather(1, idx)
-    bwd = gru_scan(
-        xr,
-        h0,
-        gru.weight_ih_l0_reverse,
-        gru.weight_hh_l0_reverse,
-        gru.bias_ih_l0_reverse,
-        gru.bias_hh_l0_reverse,
-    )
+    bwd = gru_scan(xr, h0, *weights[4:])
     bwd = bwd.gather(1, rev.unsqueeze(-1).expand_as(bwd))
     return torch.cat([fwd, bwd], -1)
+
+
+class _BiGRUKernel(torch.autograd.Function):
+    """Both directions' recurrences in the C kernel (forward and backward); the input projections
+    and weight gradients are single GEMMs over all steps and both directions."""
+
+    @staticmethod
+    def forward(ctx, kernel, x, lengths, *weights):
+        B, T, F = x.shape
+        w_ih = torch.cat([weights[0], weights[4]])  # [6H, F], both directions
+        b_ih = torch.cat([weights[2], weights[6]])
+        GI = torch.addmm(b_ih, x.reshape(B * T, F), w_ih.t()).view(B, T, 2, -1)
+        WT = torch.stack([weights[1].t(), weights[5].t()]).contiguous()  # [2, H, 3H]
+        BH = torch.stack([weights[3], weights[7]])
+        out, G = kernel.bigru_forward(GI, lengths, WT, BH)
+        ctx.kernel = kernel
+        ctx.save_for_backward(x, lengths, out, G, *weights)
+        return out.view(B, T, -1)
+
+    @staticmethod
+    def backward(ctx, d_out):
+        x, lengths, out, G, *weights = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the PyTorch path instead
+            with torch.enable_grad():
+                inputs = (x, *weights)
+                need = [t for t in inputs if t.requires_grad]
+                y = _bigru_torch(x, lengths, tuple(weights))
+                if lengths is not None:  # the kernel's outputs are zero at padded positions
+                    real = torch.arange(x.shape[1], device=x.device) < lengths[:, None]
+                    y = y * real.unsqueeze(-1).to(y.dtype)
+                grads = iter(torch.autograd.grad(y, need, d_out, create_graph=True))
+                res = [next(grads) if t.requires_grad else None for t in inputs]
+                return None, res[0], None, *res[1:]
+        B, T, F = x.shape
+        H = out.shape[-1]
+        WH = torch.stack([weights[1], weights[5]])  # [2, 3H, H]
+        dGI, dGH = ctx.kernel.bigru_backward(
+            lengths, WH, out, G, d_out.reshape(B, T, 2, H).contiguous()
+        )
+        dgi = dGI.view(B * T, 6 * H)
+        w_ih = torch.cat([weights[0], weights[4]])
+        dx = (dgi @ w_ih).view(B, T, F)
+        d_w_ih = dgi.t() @ x.reshape(B * T, F)  # [6H, F]
+        d_b_ih = dgi.sum(0)
+        # Previous hidden states (zero before each direction's first step; the kernel's outputs
+        # are zero at padded positions, so the backward direction's last real step gets zeros).
+        zero = out.new_zeros(B, 1, H)
+        h_prev = (
+            torch.cat([zero, out[:, :-1, 0]], 1),
+            torch.cat([out[:, 1:, 1], zero], 1),
+        )
+        d_w_hh = [
+            dGH[:, :, i].reshape(B * T, 3 * H).t() @ h_prev[i].reshape(B * T, H) for i in (0, 1)
+        ]
+        d_b_hh = dGH.sum((0, 1))  # [2, 3H]
+        return (
+            None,
+            dx,
+            None,
+            d_w_ih[: 3 * H],
+            d_w_hh[0],
+            d_b_ih[: 3 * H],
+            d_b_hh[0],
+            d_w_ih[3 * H :],
+            d_w_hh[1],
+            d_b_ih[3 * H :],
+            d_b_hh[1],
+        )
+
+
+def bigru_forward(
+    gru: nn.GRU, x: Tensor, lengths: Tensor | None = None, use_kernel: bool = True
+) -> Tensor:
+    """Outputs `[B, T, 2H]` of a one-layer bidirectional ``nn.GRU`` (``batch_first``) from zero states.
+
+    ``lengths`` `[B]` (right padding): the backward direction starts at each row's last real
+    token; outputs at padded positions are unspecified. Equals ``gru(x)`` /
+    ``gru(pack_padded_sequence(x, lengths))`` on real positions, with a faster backward.
+    ``use_kernel``: run both recurrences in the compiled kernel (:mod:`._tape_kernel`) when it is
+    available, else (or with False) the PyTorch path (:func:`gru_scan` per direction).
+    """
+    weights = _weights(gru)
+    kernel = _tape_kernel.get() if use_kernel else None
+    if kernel is not None and kernel.supports(x) and all(w.dtype == x.dtype for w in weights):
+        if lengths is not None:
+            lengths = lengths.to(device=x.device, dtype=torch.long).contiguous()
+        return _BiGRUKernel.apply(kernel, x.contiguous(), lengths, *weights)
+    return _bigru_torch(x, lengths, weights)

@@ -231,3 +231,119 @@
 
 DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
+
+/* Bidirectional GRU (one layer, zero initial states; PyTorch's gate order r, z, n), the 2022
+ * NAM-TM's controller. The input projections are one GEMM outside (GI = x W_ih^T + b_ih, both
+ * directions); here only the recurrence, both directions of every row in one call. Row b has
+ * n_b = lengths[b] real tokens (right padding): the forward direction runs t = 0..n_b-1, the
+ * backward one t = n_b-1..0; padded positions get zero outputs and zero gradients.
+ * Layouts: GI [B, T, 2, 3H]; WT [2, H, 3H] (W_hh transposed, for the forward's row-vector
+ * products); WH [2, 3H, H] (W_hh, for the backward's); BH [2, 3H]; OUT [B, T, 2, H];
+ * G [B, T, 2, 4H] saved per step: r, z, n and gh_n = h W_hn + b_hn. */
+#define DEFINE_GRU(S, SUF, EXP, TANH)                                                              \
+    int bigru_forward_##SUF(long B, long T, long H, const long *lengths, const S *GI,              \
+                            const S *WT, const S *BH, S *OUT, S *G) {                              \
+        S *restrict gh = (S *)malloc(sizeof(S) * 3 * H);                                           \
+        if (!gh) return 1;                                                                         \
+        for (long b = 0; b < B; b++) {                                                             \
+            long n = lengths ? lengths[b] : T;                                                     \
+            for (long t = n; t < T; t++) {                                                         \
+                memset(OUT + (b * T + t) * 2 * H, 0, sizeof(S) * 2 * H);                           \
+                memset(G + (b * T + t) * 8 * H, 0, sizeof(S) * 8 * H);                             \
+            }                                                                                      \
+            for (int dir = 0; dir < 2; dir++) {                                                    \
+                const S *wt = WT + dir * H * 3 * H, *bh = BH + dir * 3 * H;                        \
+                const S *restrict hp = NULL; /* previous output (NULL: zero initial state) */      \
+                for (long s = 0; s < n; s++) {                                                     \
+                    long t = dir ? n - 1 - s : s;                                                  \
+                    long bt = (b * T + t) * 2 + dir;                                               \
+                    const S *restrict gi = GI + bt * 3 * H;                                        \
+                    S *restrict h = OUT + bt * H, *restrict g = G + bt * 4 * H;                    \
+                    memcpy(gh, bh, sizeof(S) * 3 * H);                                             \
+                    if (hp)                                                                        \
+                        for (long k = 0; k < H; k++) {                                             \
+                            const S hk = hp[k], *restrict w = wt + k * 3 * H;                      \
+                            for (long i = 0; i < 3 * H; i++) gh[i] += hk * w[i];                   \
+                        }                                                                          \
+                    for (long i = 0; i < H; i++) {                                                 \
+                        S r = 1 / (1 + EXP(-(gi[i] + gh[i])));                                     \
+                        S z = 1 / (1 + EXP(-(gi[H + i] + gh[H + i])));                             \
+                        S nn = TANH(gi[2 * H + i] + r * gh[2 * H + i]);                            \
+                        g[i] = r, g[H + i] = z, g[2 * H + i] = nn, g[3 * H + i] = gh[2 * H + i];   \
+                        h[i] = (1 - z) * nn + (hp ? z * hp[i] : 0);                                \
+                    }                                                                              \
+                    hp = h;                                                                        \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        free(gh);                                                                                  \
+        return 0;                                                                                  \
+    }                                                                                              \
+                                                                                                   \
+    /* DOUT [B, T, 2, H] -> DGI [B, T, 2, 3H] (gradient of GI) and DGH [B, T, 2, 3H] (of gh). */   \
+    int bigru_backward_##SUF(long B, long T, long H, const long *lengths, const S *WH,             \
+                             const S *OUT, const S *G, const S *DOUT, S *DGI, S *DGH) {            \
+        S *carry = (S *)malloc(sizeof(S) * H);                                                     \
+        if (!carry) return 1;                                                                      \
+        for (long b = 0; b < B; b++) {                                                             \
+            long n = lengths ? lengths[b] : T;                                                     \
+            for (long t = n; t < T; t++) {                                                         \
+                memset(DGI + (b * T + t) * 6 * H, 0, sizeof(S) * 6 * H);                           \
+                memset(DGH + (b * T + t) * 6 * H, 0, sizeof(S) * 6 * H);                           \
+            }                                                                                      \
+            for (int dir = 0; dir < 2; dir++) {                                                    \
+                const S *wh = WH + dir * 3 * H * H;                                                \
+                memset(carry, 0, sizeof(S) * H);                                                   \
+                for (long s = n - 1; s >= 0; s--) {                                                \
+                    long t = dir ? n - 1 - s : s;                                                  \
+                    long bt = (b * T + t) * 2 + dir;                                               \
+                    const S *g = G + bt * 4 * H, *dout = DOUT + bt * H;                            \
+                    const S *hp = s ? OUT + ((b * T + (dir ? t + 1 : t - 1)) * 2 + dir) * H : NULL; \
+                    S *dgi = DGI + bt * 3 * H, *dgh = DGH + bt * 3 * H;                            \
+                    for (long i = 0; i < H; i++) {                                                 \
+                        S r = g[i], z = g[H + i], nn = g[2 * H + i], ghn = g[3 * H + i];           \
+                        S gr = dout[i] + carry[i], h0 = hp ? hp[i] : 0;                            \
+                        S dn = gr * (1 - z) * (1 - nn * nn);                                       \
+                        S dr = dn * ghn * r * (1 - r);                                             \
+                        S dz = gr * (h0 - nn) * z * (1 - z);                                       \
+                        dgi[i] = dr, dgi[H + i] = dz, dgi[2 * H + i] = dn;                         \
+                        dgh[i] = dr, dgh[H + i] = dz, dgh[2 * H + i] = dn * r;                     \
+                        carry[i] = gr * z;                                                         \
+                    }                                                                              \
+                    for (long j = 0; j < 3 * H; j++) {                                             \
+                        const S a = dgh[j], *w = wh + j * H;                                       \
+                        for (long i = 0; i < H; i++) carry[i] += a * w[i];                         \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        free(carry);                                                                               \
+        return 0;                                                                                  \
+    }
+
+/* float32: exp by range reduction and a degree-7 Taylor polynomial (relative error < 1e-7),
+ * written so that the compiler vectorises the gate loops (libm's expf is a scalar call).
+ * Inputs are clamped to [-87, 88] (the result stays finite and normal); NaN propagates. */
+static inline float exp_f32(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f; /* ln 2 in two parts (Cody-Waite) */
+    r = r + n * 2.12194440e-4f;
+    float p = 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int e = ((int)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &e, sizeof scale);
+    return p * scale;
+}
+static inline float tanh_f32(float x) { return 1.0f - 2.0f / (exp_f32(2.0f * x) + 1.0f); }
+
+DEFINE_GRU(float, f32, exp_f32, tanh_f32)
+DEFINE_GRU(double, f64, exp, tanh)

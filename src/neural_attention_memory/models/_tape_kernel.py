@@ -120,7 +120,13 @@ class TapeKernel:
             bwd = getattr(lib, f"namtm_backward_{suffix}")
             bwd.argtypes = [Li] * 7 + [I] + [P] * 22
             bwd.restype = I
-            self._fns[suffix] = (fwd, bwd)
+            gf = getattr(lib, f"bigru_forward_{suffix}")
+            gf.argtypes = [Li] * 3 + [P] * 6
+            gf.restype = I
+            gb = getattr(lib, f"bigru_backward_{suffix}")
+            gb.argtypes = [Li] * 3 + [P] * 7
+            gb.restype = I
+            self._fns[suffix] = (fwd, bwd, gf, gb)
         self.path = path
 
     @staticmethod
@@ -192,6 +198,38 @@ class TapeKernel:
             raise MemoryError("NAM-TM tape kernel: out of memory for its scratch buffers")
         cut = lambda t, n: None if t is None else t[..., :n]  # noqa: E731
         return dW, dNPE, cut(dQ, d), dA, cut(dKK, d), dPWK, dTT[..., :L], cut(dKT, d), dH[..., :L]
+
+    def bigru_forward(self, GI, lengths, WT, BH):
+        """Bidirectional GRU recurrence (zero initial states), see ``bigru_forward`` in the C file.
+
+        Args: ``GI [B, T, 2, 3H]`` input projections (bias included), ``lengths [B]`` int64 or
+        None, ``WT [2, H, 3H]`` (``W_hh`` transposed), ``BH [2, 3H]``.
+        Returns: outputs ``[B, T, 2, H]`` (zero at padded positions) and the saved gates
+        ``[B, T, 2, 4H]`` (r, z, n, gh_n).
+        """
+        B, T, _, H3 = GI.shape
+        H = H3 // 3
+        out = GI.new_empty(B, T, 2, H)
+        G = GI.new_empty(B, T, 2, 4 * H)
+        p = self._ptr
+        rc = self._fns[self._suffix(GI)][2](B, T, H, p(lengths), p(GI), p(WT), p(BH), p(out), p(G))
+        if rc:
+            raise MemoryError("NAM-TM GRU kernel: out of memory for its scratch buffers")
+        return out, G
+
+    def bigru_backward(self, lengths, WH, out, G, d_out):
+        """``d_out [B, T, 2, H]`` -> gradients of ``GI`` and of ``gh = h W_hh^T + b_hh``, each
+        ``[B, T, 2, 3H]`` (zero at padded positions). ``WH [2, 3H, H]``."""
+        B, T, _, H = out.shape
+        dGI = out.new_empty(B, T, 2, 3 * H)
+        dGH = out.new_empty(B, T, 2, 3 * H)
+        p = self._ptr
+        rc = self._fns[self._suffix(out)][3](
+            B, T, H, p(lengths), p(WH), p(out), p(G), p(d_out), p(dGI), p(dGH)
+        )
+        if rc:
+            raise MemoryError("NAM-TM GRU kernel: out of memory for its scratch buffers")
+        return dGI, dGH
 
 
 _MODES = {None: 0, "position": 1, "key": 2}

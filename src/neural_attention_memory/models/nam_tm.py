@@ -310,14 +310,15 @@ class NAMTuringMachine(nn.Module):
         return _Plan(a=a, k=k, p_e=p_e, p_r=p_r, p_w=p_w, q=q, v=v)
 
     def _control(
-        self, x: Tensor, pad: Tensor | None, st: NAMTMState
+        self, x: Tensor, pad: Tensor | None, st: NAMTMState, use_kernel: bool = True
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The controller over all steps at once -> outputs `[B, T, dim]` and the final ``h, c``
         (right padding: taken after each sequence's last real token)."""
         lstm = self.controller_kind == "lstm"
-        if not lstm:  # fused forward, hand-written backward (nn.GRU trains op by op on CPU)
+        if not lstm:  # C kernel or fused forward + hand-written backward (nn.GRU is op by op)
+            lengths = None if pad is None else (~pad).sum(1)
             return (
-                bigru_forward(self.controller, x, None if pad is None else (~pad).sum(1)),
+                bigru_forward(self.controller, x, lengths, use_kernel),
                 st.h,
                 st.c,
             )
@@ -356,7 +357,8 @@ class NAMTuringMachine(nn.Module):
             padding_mask: `[B, T]` bool, True = padding (anywhere): padded steps read, write and
                 move nothing, do not advance the controller and output zeros.
             tape_length: cells of blank tapes (default ``self.tape_length``).
-            use_kernel: use the compiled tape kernel when available (False: the PyTorch loop).
+            use_kernel: use the compiled kernels (tape recurrence, bidirectional GRU) when
+                available (False: the PyTorch paths).
         Returns:
             ``y [B, T, dim]`` and the state after each sequence's last real token.
         """
@@ -371,7 +373,7 @@ class NAMTuringMachine(nn.Module):
             order = torch.sort(pad.to(torch.uint8), dim=1, stable=True).indices
             x = x.gather(1, order.unsqueeze(-1).expand_as(x))
             pad = pad.gather(1, order)
-        c, h, cc = self._control(x, pad, st)
+        c, h, cc = self._control(x, pad, st, use_kernel)
         plan = self._plan(c, x, pad, fast=True)
 
         def tm(t: Tensor | None, *tail: int) -> Tensor | None:
