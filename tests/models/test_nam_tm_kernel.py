@@ -67,6 +67,23 @@ def test_kernel_equals_torch_loop_and_twin_float64(kind, variant):
 
 @needs_kernel
 @pytest.mark.parametrize("kind", KINDS)
+def test_kernel_several_lane_groups(kind):
+    # B * N = 21 (batch, tape) pairs: one full group of 16 lanes and one partial group of 5.
+    torch.manual_seed(4)
+    m = NAMTuringMachine(6, 3, 4, tape_length=7, **KINDS[kind]).double()
+    x = torch.randn(7, 6, 6, dtype=torch.double, requires_grad=True)
+    s = m.init_state(7, dtype=torch.double, tape_length=7)
+    st = NAMTMState(*(t.normal_().requires_grad_() for t in s))
+    pad = torch.zeros(7, 6, dtype=torch.bool)
+    pad[3, 2:] = True
+    kernel, loop, twin = _runs(m, x, st, pad)
+    for a, b, c in zip(kernel, loop, twin, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(a, c, rtol=1e-9, atol=1e-10)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind", KINDS)
 def test_kernel_float32_agrees_with_float64(kind):
     torch.manual_seed(2)
     m = NAMTuringMachine(16, 4, 32, tape_length=41, **KINDS[kind])
@@ -87,21 +104,21 @@ def test_kernel_float32_agrees_with_float64(kind):
 def test_kernel_is_used_by_default():
     calls = []
     k = _tape_kernel.get()
-    original = type(k).forward
+    original = type(k).scan
 
     def spy(self, *args):
         calls.append(1)
         return original(self, *args)
 
     try:
-        type(k).forward = spy
+        type(k).scan = spy
         m = NAMTuringMachine(8, 2, 4)
         m(torch.randn(2, 3, 8))
         assert calls == [1]
         m(torch.randn(2, 3, 8), use_kernel=False)
         assert calls == [1]
     finally:
-        type(k).forward = original
+        type(k).scan = original
 
 
 def test_disabled_or_unbuildable_kernel_falls_back(monkeypatch):
@@ -130,3 +147,39 @@ def test_build_reports_a_compiler_error(monkeypatch, tmp_path):
         with pytest.raises(RuntimeError, match="failed"):
             _tape_kernel.build()
     assert not list((tmp_path / "cache").glob("*.so"))  # nothing half-written left behind
+
+
+@needs_kernel
+@pytest.mark.parametrize("key_mode", [None, "position", "key"])
+def test_tape_scan_kernel_equals_torch_loop(key_mode):
+    # tape_scan's own kernel path (the layers call the fused plan + scan + output kernel).
+    from neural_attention_memory.models._tape_scan import tape_scan
+
+    g = torch.Generator().manual_seed(5)
+    T, BN, d, L = 6, 19, 3, 7
+    D = 2 * d if key_mode == "position" else d
+    rnd = lambda *s: torch.randn(*s, generator=g, dtype=torch.double).requires_grad_()  # noqa: E731
+    A = torch.softmax(torch.randn(T, BN, 2, 4, generator=g, dtype=torch.double), -1)
+    args = [
+        rnd(T, BN, D),
+        rnd(T, BN, 1),
+        rnd(T, BN, 1, d) if key_mode else None,
+        A.requires_grad_(),
+        rnd(T, BN, 1, d) if key_mode == "key" else None,
+        rnd(T, BN, 1) if key_mode == "key" else None,
+        rnd(BN, D, L),
+        rnd(BN, L, d) if key_mode == "key" else None,
+        rnd(BN, 2, L),
+    ]
+    leaves = [a for a in args if a is not None]
+    results = []
+    for use_kernel in (True, False):
+        outs = [o for o in tape_scan(*args, d, key_mode, True, use_kernel) if o is not None]
+        cots = [
+            torch.randn(o.shape, generator=torch.Generator().manual_seed(6), dtype=o.dtype)
+            for o in outs
+        ]
+        grads = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cots)), leaves)
+        results.append([o.detach() for o in outs] + list(grads))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)

@@ -124,58 +124,56 @@ def _bigru_torch(x: Tensor, lengths: Tensor | None, weights: tuple[Tensor, ...])
 
 
 class _BiGRUKernel(torch.autograd.Function):
-    """Both directions' recurrences in the C kernel (forward and backward); the input projections
-    and weight gradients are single GEMMs over all steps and both directions."""
+    """Both directions' recurrences in the C kernel (forward and backward, batch rows in vector
+    lanes); the input projections and weight gradients are single GEMMs over all steps and both
+    directions. Outputs (and gradients) are zero at padded positions."""
 
     @staticmethod
     def forward(ctx, kernel, x, lengths, *weights):
         B, T, F = x.shape
+        H = weights[1].shape[1]
         w_ih = torch.cat([weights[0], weights[4]])  # [6H, F], both directions
         b_ih = torch.cat([weights[2], weights[6]])
-        GI = torch.addmm(b_ih, x.reshape(B * T, F), w_ih.t()).view(B, T, 2, -1)
-        WT = torch.stack([weights[1].t(), weights[5].t()]).contiguous()  # [2, H, 3H]
+        GI = torch.addmm(b_ih, x.reshape(B * T, F), w_ih.t()).view(B, T, 2, 3 * H)
+        W = torch.stack([weights[1], weights[5]])  # [2, 3H, H]
         BH = torch.stack([weights[3], weights[7]])
-        out, G = kernel.bigru_forward(GI, lengths, WT, BH)
+        out, saved = kernel.bigru_forward(GI, lengths, W, BH)
         ctx.kernel = kernel
-        ctx.save_for_backward(x, lengths, out, G, *weights)
-        return out.view(B, T, -1)
+        ctx.save_for_backward(x, lengths, out, W, *saved, *weights)
+        return out
 
     @staticmethod
     def backward(ctx, d_out):
-        x, lengths, out, G, *weights = ctx.saved_tensors
+        x, lengths, out, W, HL, GT, *weights = ctx.saved_tensors
+        B, T, F = x.shape
+        H = W.shape[-1]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the PyTorch path instead
             with torch.enable_grad():
                 inputs = (x, *weights)
                 need = [t for t in inputs if t.requires_grad]
                 y = _bigru_torch(x, lengths, tuple(weights))
                 if lengths is not None:  # the kernel's outputs are zero at padded positions
-                    real = torch.arange(x.shape[1], device=x.device) < lengths[:, None]
-                    y = y * real.unsqueeze(-1).to(y.dtype)
+                    real = torch.arange(T, device=x.device) < lengths[:, None]
+                    y = y * real.unsqueeze(-1)
                 grads = iter(torch.autograd.grad(y, need, d_out, create_graph=True))
                 res = [next(grads) if t.requires_grad else None for t in inputs]
                 return None, res[0], None, *res[1:]
-        B, T, F = x.shape
-        H = out.shape[-1]
-        WH = torch.stack([weights[1], weights[5]])  # [2, 3H, H]
-        dGI, dGH = ctx.kernel.bigru_backward(
-            lengths, WH, out, G, d_out.reshape(B, T, 2, H).contiguous()
-        )
+        dGI, dGH = ctx.kernel.bigru_backward(lengths, W, (HL, GT), d_out.contiguous())
         dgi = dGI.view(B * T, 6 * H)
         w_ih = torch.cat([weights[0], weights[4]])
         dx = (dgi @ w_ih).view(B, T, F)
         d_w_ih = dgi.t() @ x.reshape(B * T, F)  # [6H, F]
         d_b_ih = dgi.sum(0)
-        # Previous hidden states (zero before each direction's first step; the kernel's outputs
-        # are zero at padded positions, so the backward direction's last real step gets zeros).
+        # Previous hidden states: zero before each direction's first step; the outputs are zero at
+        # padded positions, so the backward direction's last real step gets zeros too.
         zero = out.new_zeros(B, 1, H)
         h_prev = (
-            torch.cat([zero, out[:, :-1, 0]], 1),
-            torch.cat([out[:, 1:, 1], zero], 1),
+            torch.cat([zero, out[:, :-1, :H]], 1).view(B * T, H),
+            torch.cat([out[:, 1:, H:], zero], 1).view(B * T, H),
         )
-        d_w_hh = [
-            dGH[:, :, i].reshape(B * T, 3 * H).t() @ h_prev[i].reshape(B * T, H) for i in (0, 1)
-        ]
-        d_b_hh = dGH.sum((0, 1))  # [2, 3H]
+        dgh = dGH.view(B * T, 2, 3 * H)
+        d_w_hh = [dgh[:, i].t() @ h_prev[i] for i in (0, 1)]
+        d_b_hh = dGH.view(B * T, 6 * H).sum(0).view(2, 3 * H)
         return (
             None,
             dx,

@@ -40,6 +40,7 @@ FLAGS = (
     "-fno-trapping-math",
     "-fassociative-math",
     "-fno-signed-zeros",
+    "-Wno-psabi",  # (notes about passing wide vectors between inline helpers)
 )
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -115,18 +116,30 @@ class TapeKernel:
         self._fns = {}
         for suffix in ("f32", "f64"):
             fwd = getattr(lib, f"namtm_forward_{suffix}")
-            fwd.argtypes = [Li] * 7 + [I] + [P] * 14
+            fwd.argtypes = [Li] * 5 + [I] + [P] * 14
             fwd.restype = I
             bwd = getattr(lib, f"namtm_backward_{suffix}")
-            bwd.argtypes = [Li] * 7 + [I] + [P] * 22
+            bwd.argtypes = [Li] * 5 + [I] + [P] * 22
             bwd.restype = I
             gf = getattr(lib, f"bigru_forward_{suffix}")
-            gf.argtypes = [Li] * 3 + [P] * 6
+            gf.argtypes = [Li] * 3 + [P] * 7
             gf.restype = I
             gb = getattr(lib, f"bigru_backward_{suffix}")
             gb.argtypes = [Li] * 3 + [P] * 7
             gb.restype = I
-            self._fns[suffix] = (fwd, bwd, gf, gb)
+            pl = getattr(lib, f"namtm_plan_{suffix}")
+            pl.argtypes = [Li] * 5 + [P] * 11
+            pl.restype = I
+            po = getattr(lib, f"namtm_post_{suffix}")
+            po.argtypes = [Li] * 4 + [P] * 3
+            po.restype = I
+            pb = getattr(lib, f"namtm_post_backward_{suffix}")
+            pb.argtypes = [Li] * 4 + [P] * 5
+            pb.restype = I
+            plb = getattr(lib, f"namtm_plan_backward_{suffix}")
+            plb.argtypes = [Li] * 5 + [P] * 13
+            plb.restype = I
+            self._fns[suffix] = (fwd, bwd, gf, gb, pl, po, pb, plb)
         self.path = path
 
     @staticmethod
@@ -141,91 +154,163 @@ class TapeKernel:
     def _ptr(x: Tensor | None) -> int | None:
         return None if x is None else x.data_ptr()
 
-    def forward(self, W, NPE, Q, A, KK, PWK, TT0, KT0, H0, d, key_mode):
-        """Same contract as ``_tape_scan._torch_forward`` (aux = HS, NR, THW, S)."""
-        T, BN, D = W.shape
-        L = H0.shape[-1]
-        Lp, dp = _round_up(L), _round_up(d)
+    def scan(self, W, NPE, Q, A, KK, PWK, TT, KT, H, d, key_mode):
+        """The tape recurrence on lane-layout tensors (``TT, KT, H`` updated in place to the
+        final state). Returns reads ``R [T, G, d, LANES]`` and the saved ``aux``."""
+        T, G, D, _ = W.shape
+        L = H.shape[-2] // 2
         mode = _MODES[key_mode]
-        W, NPE, A, PWK = (None if t is None else t.contiguous() for t in (W, NPE, A, PWK))
-        Q, KK = (_pad(t, dp, copy=False) for t in (Q, KK))
-        KT = _pad(KT0, dp)
-        TT, H = _pad(TT0, Lp), _pad(H0, Lp)
-        R = W.new_empty(T, BN, 1, d)
-        HS = W.new_empty(T, BN, 2, Lp)
-        NR = W.new_empty(T, BN, 2, 1)
-        THW = None if NPE is None else W.new_empty(T, BN, 1, D)
-        S = W.new_empty(T, BN, 1, L) if mode == 2 and NPE is not None else None
+        R = W.new_empty(T, G, d, LANES)
+        HS = W.new_empty(T, G, 2 * L, LANES)
+        NR = W.new_empty(T, G, 2, LANES)
+        THW = None if NPE is None else W.new_empty(T, G, D, LANES)
+        S = W.new_empty(T, G, L, LANES) if mode == 2 and NPE is not None else None
         p = self._ptr
-        fwd = self._fns[self._suffix(W)][0]
-        rc = fwd(
-            T, BN, d, dp, D, L, Lp, mode,
+        rc = self._fns[self._suffix(W)][0](
+            T, G, d, D, L, mode,
             p(W), p(NPE), p(Q), p(A), p(KK), p(PWK),
             p(TT), p(KT), p(H), p(R), p(HS), p(NR), p(THW), p(S),
         )  # fmt: skip
         if rc:
             raise MemoryError("NAM-TM tape kernel: out of memory for its scratch buffers")
-        KT = None if KT is None else KT[..., :d]
-        return R, TT[..., :L], KT, H[..., :L], (HS, NR, THW, S)
+        return R, (HS, NR, THW, S)
 
-    def backward(self, inputs, TT_T, KT_T, aux, dR, dTT_T, dKT_T, dH_T, d, key_mode):
-        """Gradients w.r.t. (W, NPE, Q, A, KK, PWK, TT0, KT0, H0)."""
-        W, NPE, Q, A, KK, PWK = inputs[:6]
+    def scan_backward(self, lanes, aux, TT, KT, dR, dTT, dKT, dH, d, key_mode):
+        """Gradients of :meth:`scan` in lanes. ``lanes``: its (W, NPE, Q, A, KK, PWK); ``TT, KT``:
+        final tapes and ``dTT, dKT, dH`` the final state's gradients, all rebuilt / turned in
+        place into the initial ones. Returns (dW, dNPE, dQ, dA, dKK, dPWK)."""
+        W, NPE, Q, A, KK, PWK = lanes
         HS, NR, THW, S = aux
-        T, BN, D = W.shape
-        Lp, L, dp = HS.shape[-1], TT_T.shape[-1], _round_up(d)
-        mode = _MODES[key_mode]
-        W, NPE, A, PWK = (None if t is None else t.contiguous() for t in (W, NPE, A, PWK))
-        Q, KK = (_pad(t, dp, copy=False) for t in (Q, KK))
-        KT, dKT = (_pad(t, dp) for t in (KT_T, dKT_T))
-        TT, dTT, dH = (_pad(t, Lp) for t in (TT_T, dTT_T, dH_T))  # dTT, dH become d TT0, d H0
-        dR = dR.contiguous()
-        dW = torch.empty_like(W)
-        dNPE = None if NPE is None else torch.empty_like(NPE)
-        dQ = None if Q is None else torch.empty_like(Q)
-        dA = torch.empty_like(A)
-        dKK = None if KK is None else torch.empty_like(KK)
-        dPWK = None if PWK is None else torch.empty_like(PWK)
+        T, G, D, _ = W.shape
+        L = HS.shape[-2] // 2
+        grads = [None if t is None else torch.empty_like(t) for t in lanes]
+        dW, dNPE, dQ, dA, dKK, dPWK = grads
         p = self._ptr
-        bwd = self._fns[self._suffix(W)][1]
-        rc = bwd(
-            T, BN, d, dp, D, L, Lp, mode,
+        rc = self._fns[self._suffix(W)][1](
+            T, G, d, D, L, _MODES[key_mode],
             p(W), p(NPE), p(Q), p(A), p(KK), p(PWK), p(HS), p(NR), p(THW), p(S),
             p(TT), p(KT), p(dR), p(dTT), p(dKT), p(dH),
             p(dW), p(dNPE), p(dQ), p(dA), p(dKK), p(dPWK),
         )  # fmt: skip
         if rc:
             raise MemoryError("NAM-TM tape kernel: out of memory for its scratch buffers")
-        cut = lambda t, n: None if t is None else t[..., :n]  # noqa: E731
-        return dW, dNPE, cut(dQ, d), dA, cut(dKK, d), dPWK, dTT[..., :L], cut(dKT, d), dH[..., :L]
+        return grads
 
-    def bigru_forward(self, GI, lengths, WT, BH):
-        """Bidirectional GRU recurrence (zero initial states), see ``bigru_forward`` in the C file.
+    def forward(self, W, NPE, Q, A, KK, PWK, TT0, KT0, H0, d, key_mode):
+        """Same contract as ``_tape_scan._torch_forward``; aux (for :meth:`backward`) holds the
+        saved per-step vectors and the final tapes, in the kernel's lane layout."""
+        T, BN, D = W.shape
+        L = H0.shape[-1]
+        G = -(-BN // LANES)
+        lanes = [_lanes(t, G) for t in (W, NPE, Q, A, KK, PWK)]
+        TT, KT, H = (_lanes(t, G, state=True) for t in (TT0, KT0, H0))
+        R, aux = self.scan(*lanes, TT, KT, H, d, key_mode)
+        back = lambda t, *shape: None if t is None else _unlanes(t, BN, *shape)  # noqa: E731
+        return (
+            back(R, T, BN, 1, d),
+            back(TT, BN, D, L),
+            back(KT, BN, L, d),
+            back(H, BN, 2, L),
+            (*aux, TT, KT),
+        )
+
+    def backward(self, inputs, TT_T, KT_T, aux, dR, dTT_T, dKT_T, dH_T, d, key_mode):
+        """Gradients w.r.t. (W, NPE, Q, A, KK, PWK, TT0, KT0, H0)."""
+        TT0, KT0, H0 = inputs[6:]
+        *aux, TTl, KTl = aux
+        G = aux[0].shape[1]
+        BN = inputs[0].shape[1]
+        lanes = [_lanes(t, G) for t in inputs[:6]]
+        TT = TTl.clone()  # rebuilt in place (a second backward must find the final tapes)
+        KT = None if KTl is None else KTl.clone()
+        dTT, dKT, dH = (_lanes(t, G, state=True) for t in (dTT_T, dKT_T, dH_T))
+        grads = self.scan_backward(lanes, aux, TT, KT, _lanes(dR, G), dTT, dKT, dH, d, key_mode)
+        back = lambda t, like: None if t is None else _unlanes(t, BN, *like.shape)  # noqa: E731
+        return (
+            *(back(g, x) for g, x in zip(grads, inputs[:6])),
+            _unlanes(dTT, BN, *TT0.shape),
+            back(dKT, KT0),
+            _unlanes(dH, BN, *H0.shape),
+        )
+
+    # -- the fused layer: plan -> scan -> p_r * reads (see namtm_plan in the C file) -------------
+
+    def plan(self, cfg, Z, VK, pad, G, d, key_mode, erase):
+        """Rows ``Z [B, T, N, Cs]``, ``VK [B, T, VKW]``, ``pad [B, T]`` uint8 or None -> the scan's
+        lane inputs (W, NPE, Q, A, KK, PWK) and ``PR [T, G, LANES]`` (``p_r``)."""
+        B, T, N, Cs = Z.shape
+        D = 2 * d if key_mode == "position" else d
+        new = lambda *shape: Z.new_empty(T, G, *shape, LANES)  # noqa: E731
+        W, A, PR = new(D), new(8), new(1)
+        NPE = new(1) if erase else None
+        Q = new(d) if key_mode is not None else None
+        KK = new(d) if key_mode == "key" else None
+        PWK = new(1) if key_mode == "key" else None
+        p = self._ptr
+        self._fns[self._suffix(Z)][4](
+            B, T, N, d, Cs, p(cfg), p(Z), p(VK), p(pad),
+            p(W), p(NPE), p(Q), p(A), p(KK), p(PWK), p(PR),
+        )  # fmt: skip
+        return (W, NPE, Q, A, KK, PWK), PR
+
+    def post(self, R, PR, B, N):
+        """Reads in lanes -> rows ``[B, T, N * d]`` of ``p_r * r``."""
+        T, _, d, _ = R.shape
+        RP = R.new_empty(B, T, N * d)
+        self._fns[self._suffix(R)][5](B, T, N, d, self._ptr(R), self._ptr(PR), self._ptr(RP))
+        return RP
+
+    def post_backward(self, R, PR, dRP, N):
+        B, T, _ = dRP.shape
+        d = R.shape[2]
+        dR, dPR = torch.empty_like(R), torch.empty_like(PR)
+        p = self._ptr
+        self._fns[self._suffix(R)][6](B, T, N, d, p(R), p(PR), p(dRP), p(dR), p(dPR))
+        return dR, dPR
+
+    def plan_backward(self, cfg, Z, VK, pad, lane_grads, dPR, d):
+        dZ, dVK = torch.empty_like(Z), torch.empty_like(VK)
+        B, T, N, Cs = Z.shape
+        p = self._ptr
+        self._fns[self._suffix(Z)][7](
+            B, T, N, d, Cs, p(cfg), p(Z), p(VK), p(pad), *(p(g) for g in lane_grads),
+            p(dPR), p(dZ), p(dVK),
+        )  # fmt: skip
+        return dZ, dVK
+
+    def bigru_forward(self, GI, lengths, W, BH):
+        """Both directions' GRU recurrences from zero states (see ``bigru_forward`` in the C file).
 
         Args: ``GI [B, T, 2, 3H]`` input projections (bias included), ``lengths [B]`` int64 or
-        None, ``WT [2, H, 3H]`` (``W_hh`` transposed), ``BH [2, 3H]``.
-        Returns: outputs ``[B, T, 2, H]`` (zero at padded positions) and the saved gates
-        ``[B, T, 2, 4H]`` (r, z, n, gh_n).
+        None, ``W [2, 3H, H]`` (``W_hh``), ``BH [2, 3H]`` (``b_hh``).
+        Returns: outputs ``[B, T, 2H]`` (zero at padded positions) and, for
+        :meth:`bigru_backward`, the per-step outputs and gates in the kernel's lane layout.
         """
         B, T, _, H3 = GI.shape
         H = H3 // 3
-        out = GI.new_empty(B, T, 2, H)
-        G = GI.new_empty(B, T, 2, 4 * H)
+        G = -(-B // LANES)
+        out = GI.new_empty(B, T, 2 * H)
+        HL = GI.new_empty(2, T, G, H, LANES)
+        GT = GI.new_empty(2, T, G, 4 * H, LANES)
         p = self._ptr
-        rc = self._fns[self._suffix(GI)][2](B, T, H, p(lengths), p(GI), p(WT), p(BH), p(out), p(G))
+        rc = self._fns[self._suffix(GI)][2](
+            T, B, H, p(lengths), p(GI), p(W), p(BH), p(out), p(HL), p(GT)
+        )
         if rc:
             raise MemoryError("NAM-TM GRU kernel: out of memory for its scratch buffers")
-        return out, G
+        return out, (HL, GT)
 
-    def bigru_backward(self, lengths, WH, out, G, d_out):
-        """``d_out [B, T, 2, H]`` -> gradients of ``GI`` and of ``gh = h W_hh^T + b_hh``, each
-        ``[B, T, 2, 3H]`` (zero at padded positions). ``WH [2, 3H, H]``."""
-        B, T, _, H = out.shape
-        dGI = out.new_empty(B, T, 2, 3 * H)
-        dGH = out.new_empty(B, T, 2, 3 * H)
+    def bigru_backward(self, lengths, W, saved, d_out):
+        """``d_out [B, T, 2H]`` -> gradients of ``GI`` and of ``gh = h W_hh^T + b_hh``, each
+        ``[B, T, 2, 3H]`` (zero at padded positions)."""
+        HL, GT = saved
+        B, T, H2 = d_out.shape
+        H = H2 // 2
+        dGI = d_out.new_empty(B, T, 2, 3 * H)
+        dGH = d_out.new_empty(B, T, 2, 3 * H)
         p = self._ptr
-        rc = self._fns[self._suffix(out)][3](
-            B, T, H, p(lengths), p(WH), p(out), p(G), p(d_out), p(dGI), p(dGH)
+        rc = self._fns[self._suffix(d_out)][3](
+            T, B, H, p(lengths), p(W), p(HL), p(GT), p(d_out), p(dGI), p(dGH)
         )
         if rc:
             raise MemoryError("NAM-TM GRU kernel: out of memory for its scratch buffers")
@@ -233,24 +318,32 @@ class TapeKernel:
 
 
 _MODES = {None: 0, "position": 1, "key": 2}
-_VW = 16  # VW of _tape_kernel.c: rows are padded to multiples of it
+LANES = 16  # C of _tape_kernel.c: (batch, tape) pairs run side by side
 
 
-def _round_up(n: int) -> int:
-    return -(-n // _VW) * _VW
-
-
-def _pad(t: Tensor | None, n: int, copy: bool = True) -> Tensor | None:
-    """``t`` zero-padded along the last dim to ``n``: a fresh contiguous copy (the kernel writes
-    into it), or with ``copy=False`` ``t`` itself when it needs no padding (read-only inputs)."""
+def _lanes(t: Tensor | None, G: int, state: bool = False) -> Tensor | None:
+    """`[T, BN, ...]` (``state``: `[BN, ...]`) -> the kernel's `[T, G, prod(...), LANES]` (`[G,
+    prod(...), LANES]`): pair ``bn`` goes to group ``bn // LANES``, lane ``bn % LANES``; missing
+    pairs are zeros. Always a fresh contiguous tensor (the kernel writes into state tensors)."""
     if t is None:
         return None
-    if not copy and t.shape[-1] == n:
-        return t.contiguous()
-    out = t.new_empty(*t.shape[:-1], n)
-    out[..., t.shape[-1] :] = 0
-    out[..., : t.shape[-1]] = t
-    return out
+    x = t.unsqueeze(0) if state else t
+    T, BN = x.shape[:2]
+    flat = x.reshape(T, BN, -1)
+    out = flat.new_zeros(T, G * LANES, flat.shape[-1]) if G * LANES != BN else None
+    if out is not None:
+        out[:, :BN] = flat
+        flat = out
+    out = flat.view(T, G, LANES, -1).transpose(2, 3).contiguous()
+    return out[0] if state else out
+
+
+def _unlanes(t: Tensor, BN: int, *shape: int) -> Tensor:
+    """Inverse of :func:`_lanes`: `[T, G, R, LANES]` or `[G, R, LANES]` -> ``shape`` (`[T, BN,
+    ...]` or `[BN, ...]`)."""
+    x = t.transpose(-1, -2)  # [(T,) G, LANES, R]
+    x = x.reshape(*x.shape[:-3], x.shape[-3] * LANES, x.shape[-1])[..., :BN, :]
+    return x.reshape(shape)
 
 
 def get() -> TapeKernel | None:

@@ -46,9 +46,10 @@ import torch
 from torch import Tensor, nn
 
 from ..functional import nam_read, nam_write, unit_norm
+from . import _tape_kernel
 from ._checks import check_padding_mask
 from ._gru import bigru_forward
-from ._tape_scan import EPS, tape_scan
+from ._tape_scan import EPS, tape_scan, tape_scan_autograd
 
 __all__ = [
     "ACTIONS",
@@ -111,6 +112,84 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+class _FusedLayer(torch.autograd.Function):
+    """A layer's plan, tape recurrence and ``p_r`` scaling in the C kernel (forward and backward):
+    from controller logits `z [B, T, N, ctrl_size]` and the value / raw key projections
+    `vk [B, T, N*d (+ N*d)]` to ``p_r`` times the reads `[B, T, N * d]` and the final tapes and
+    heads (outputs as :meth:`NAMTuringMachine._scan`). The only layout changes are of the
+    initial and final states; every per-step quantity is written straight into the kernel's lane
+    layout and read back as rows. Gradients of gradients recompute through the PyTorch twin
+    (:meth:`NAMTuringMachine._plan_rows` + ``tape_scan_autograd``)."""
+
+    @staticmethod
+    def forward(ctx, kernel, layer, z, vk, TT0, KT0, H0, pad):
+        B, _, N, _ = z.shape
+        d, BN = layer.head_dim, B * N
+        G = -(-BN // _tape_kernel.LANES)
+        key_mode = None if not layer.jump else layer.key_tape
+        pad8 = None if pad is None else pad.to(torch.uint8).contiguous()
+        cfg = layer._kernel_cfg()
+        lanes, PR = kernel.plan(cfg, z, vk, pad8, G, d, key_mode, layer.erase)
+        state = [
+            None if t is None else _tape_kernel._lanes(t.reshape(BN, *t.shape[2:]), G, state=True)
+            for t in (TT0, KT0, H0)
+        ]
+        R, aux = kernel.scan(*lanes, *state, d, key_mode)
+        RP = kernel.post(R, PR, B, N)
+        ctx.kernel, ctx.layer = kernel, layer
+        ctx.save_for_backward(z, vk, TT0, KT0, H0, pad, pad8, cfg, R, PR, *lanes, *aux, *state)
+        outs = [RP]
+        for t, like in zip(state, (TT0, KT0, H0)):
+            if t is not None:
+                outs.append(_tape_kernel._unlanes(t, BN, *like.shape))
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, dRP, *d_state):
+        z, vk, TT0, KT0, H0, pad, pad8, cfg, R, PR, *rest = ctx.saved_tensors
+        lanes, aux, (TT, KT, _) = rest[:6], rest[6:10], rest[10:]
+        layer, kernel = ctx.layer, ctx.kernel
+        inits = [t for t in (TT0, KT0, H0) if t is not None]
+        # Undefined output gradients arrive as None: zeros keep one code path.
+        dRP = (
+            torch.zeros(z.shape[:2] + (R.shape[2] * z.shape[2],), dtype=z.dtype)
+            if dRP is None
+            else dRP
+        )
+        d_state = [torch.zeros_like(t) if g is None else g for g, t in zip(d_state, inits)]
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the PyTorch twin
+            with torch.enable_grad():
+                inputs = (z, vk, *inits)
+                need = [t for t in inputs if t.requires_grad]
+                N, d = layer.num_tapes, layer.head_dim
+                v = vk[..., : N * d].reshape(*z.shape[:3], d)
+                k = vk[..., N * d :].reshape(*z.shape[:3], d) if layer.jump else None
+                plan = layer._plan_rows(z, v, k, pad, _unit)
+                outs = layer._scan(plan, TT0, KT0, H0, use_kernel=False, autograd=True)
+                grads = iter(
+                    torch.autograd.grad(
+                        outs, need, (dRP, *d_state), create_graph=True, allow_unused=True
+                    )
+                )
+                res = [next(grads) if t.requires_grad else None for t in inputs]
+                dTT0, rest_g = res[2], res[3:]
+                dKT0 = rest_g[0] if KT0 is not None else None
+                return None, None, res[0], res[1], dTT0, dKT0, rest_g[-1], None
+        B, _, N, _ = z.shape
+        d, BN, G = layer.head_dim, B * N, R.shape[1]
+        key_mode = None if not layer.jump else layer.key_tape
+        dR, dPR = kernel.post_backward(R, PR, dRP.contiguous(), N)
+        TT = TT.clone()  # rebuilt in place (a second backward must find the final tapes)
+        KT = None if KT is None else KT.clone()
+        dl = [_tape_kernel._lanes(g.reshape(BN, *g.shape[2:]), G, state=True) for g in d_state]
+        dTT, dH = dl[0], dl[-1]
+        dKT = dl[1] if KT is not None else None
+        grads = kernel.scan_backward(lanes, aux, TT, KT, dR, dTT, dKT, dH, d, key_mode)
+        dZ, dVK = kernel.plan_backward(cfg, z, vk, pad8, grads, dPR, d)
+        back = lambda t, like: None if t is None else _tape_kernel._unlanes(t, BN, *like.shape)  # noqa: E731
+        return None, None, dZ, dVK, back(dTT, TT0), back(dKT, KT0), back(dH, H0), None
 
 
 class NAMTuringMachine(nn.Module):
@@ -276,10 +355,19 @@ class NAMTuringMachine(nn.Module):
         ``fast``: normalise keys and queries as ``x / max(|x|, eps)`` directly (three ops) instead
         of :func:`unit_norm`'s overflow-safe form; they agree to rounding for the projections'
         finite outputs (the twin keeps :func:`unit_norm`)."""
-        mu = _unit if fast else unit_norm
         B, T = c.shape[:2]
-        N, d, A, G = self.num_tapes, self.head_dim, len(self.actions), self.num_gates
+        N, d = self.num_tapes, self.head_dim
         z = self.ctrl_proj(c).view(B, T, N, self.ctrl_size)
+        v = self.value_proj(x).view(B, T, N, d)
+        k = self.key_proj(x).view(B, T, N, d) if self.key_proj is not None else None
+        return self._plan_rows(z, v, k, pad, _unit if fast else unit_norm)
+
+    def _plan_rows(self, z: Tensor, v: Tensor, k: Tensor | None, pad: Tensor | None, mu) -> _Plan:
+        """Controller logits `z [B, T, N, ctrl_size]`, values `v` and raw keys `k [B, T, N, d]`
+        -> the plan (``mu``: the unit normalisation of keys and jump queries)."""
+        B, T = z.shape[:2]
+        N, A, G = self.num_tapes, len(self.actions), self.num_gates
+        c = z
         g = torch.sigmoid(z[..., :G])
         p_r = g[..., 0] if self.rw_prob else None
         p_w = g[..., 1] if self.rw_prob else None
@@ -291,8 +379,7 @@ class NAMTuringMachine(nn.Module):
             p_e = g[..., G - 1]
         a = torch.softmax(z[..., G : G + 2 * A].view(B, T, N, 2, A), dim=-1)
         q = mu(z[..., G + 2 * A :]) if self.jump else None
-        v = self.value_proj(x).view(B, T, N, d)
-        k = mu(self.key_proj(x).view(B, T, N, d)) if self.key_proj is not None else None
+        k = mu(k) if k is not None else None
         if pad is not None:
             keep = (~pad).to(c.dtype)[:, :, None]  # [B, T, 1]
             ones = torch.ones(B, T, N, dtype=c.dtype, device=c.device)
@@ -364,8 +451,7 @@ class NAMTuringMachine(nn.Module):
         """
         x, st, pad = self._check_inputs(x, state, padding_mask, tape_length)
         B, T = x.shape[:2]
-        N, d, L = self.num_tapes, self.head_dim, st.tape.shape[-1]
-        BN = B * N
+        N, d = self.num_tapes, self.head_dim
         order = None
         if pad is not None and bool((pad[:, :-1] & ~pad[:, 1:]).any()):
             # Padding before a real token: padded steps are no-ops, so move the real tokens to the
@@ -374,7 +460,56 @@ class NAMTuringMachine(nn.Module):
             x = x.gather(1, order.unsqueeze(-1).expand_as(x))
             pad = pad.gather(1, order)
         c, h, cc = self._control(x, pad, st, use_kernel)
-        plan = self._plan(c, x, pad, fast=True)
+        position = self.jump and self.key_tape == "position"
+        keyed = self.jump and self.key_tape == "key"
+        # Value rows, then key rows ("position" key tape): one tape tensor [B, N, D, L].
+        TT0 = torch.cat([st.tape, st.key_tape], dim=-2) if position else st.tape
+        KT0 = st.key_tape if keyed else None
+        kernel = _tape_kernel.get() if use_kernel else None
+        if kernel is not None and kernel.supports(x):
+            z = self.ctrl_proj(c).view(B, T, N, self.ctrl_size)
+            if self.key_proj is None:
+                vk = self.value_proj(x)
+            else:  # values and raw keys in one GEMM: [B, T, N*d (values) + N*d (keys)]
+                w = torch.cat([self.value_proj.weight, self.key_proj.weight])
+                vk = nn.functional.linear(
+                    x, w, torch.cat([self.value_proj.bias, self.key_proj.bias])
+                )
+            outs = _FusedLayer.apply(kernel, self, z, vk, TT0, KT0, st.heads, pad)
+        else:
+            plan = self._plan(c, x, pad, fast=True)
+            outs = self._scan(plan, TT0, KT0, st.heads, use_kernel=False)
+        rp, TT = outs[0], outs[1]
+        KT, H = (outs[2], outs[3]) if keyed else (None, outs[2])
+        out = self.out_proj(rp)
+        if pad is not None:
+            out = out.masked_fill(pad.unsqueeze(-1), 0.0)
+        if order is not None:
+            out = out.gather(1, order.argsort(dim=1).unsqueeze(-1).expand_as(out))
+        if position:
+            key_tape = TT[:, :, d:]
+        elif keyed:
+            key_tape = KT
+        else:
+            key_tape = st.key_tape
+        return out, NAMTMState(TT[:, :, :d], key_tape, H, h, cc)
+
+    def _scan(
+        self,
+        plan: _Plan,
+        TT0: Tensor,
+        KT0: Tensor | None,
+        H0: Tensor,
+        use_kernel: bool,
+        autograd: bool = False,
+    ) -> tuple[Tensor, ...]:
+        """The PyTorch side of the fast path: plan `[B, T, N, ...]` and initial tapes / heads
+        `[B, N, ...]` -> ``p_r`` times the reads `[B, T, N * d]`, the final ``TT [B, N, D, L]``,
+        (``KT [B, N, L, d]`` in "key" mode) and ``H [B, N, 2, L]``. ``autograd``: differentiate
+        the recurrence's out-of-place twin (any order) instead of :func:`tape_scan`."""
+        B, T, N = plan.a.shape[:3]
+        d, L = self.head_dim, H0.shape[-1]
+        BN = B * N
 
         def tm(t: Tensor | None, *tail: int) -> Tensor | None:
             # [B, T, N, ...] -> time-major [T, B*N, ...], contiguous for cheap per-step slices.
@@ -386,38 +521,38 @@ class NAMTuringMachine(nn.Module):
         w = torch.cat([plan.v, plan.k], dim=-1) if position else plan.v
         if plan.p_w is not None:
             w = w * plan.p_w.unsqueeze(-1)
-        tapes = torch.cat([st.tape, st.key_tape], dim=-2) if position else st.tape  # [B, N, D, L]
-        R, TT, KT, H = tape_scan(
+        args = (
             tm(w, w.shape[-1]),
             tm(None if plan.p_e is None else -plan.p_e, 1),
             tm(plan.q, 1, d),
             tm(plan.a, 2, 4),
             tm(plan.k, 1, d) if keyed else None,
             tm(plan.p_w, 1) if keyed else None,
-            tapes.reshape(BN, -1, L),
-            st.key_tape.reshape(BN, L, d) if keyed else None,
-            st.heads.reshape(BN, 2, L),
+            TT0.reshape(BN, -1, L),
+            KT0.reshape(BN, L, d) if keyed else None,
+            H0.reshape(BN, 2, L),
             d,
             "position" if position else ("key" if keyed else None),
-            self.shift,
-            use_kernel,
         )
+        if autograd:
+            R, TT, KT, H = tape_scan_autograd(*args, self.shift)
+        else:
+            R, TT, KT, H = tape_scan(*args, self.shift, use_kernel)
         r = R.view(T, B, N, d).transpose(0, 1)  # [B, T, N, d]
         if plan.p_r is not None:
             r = r * plan.p_r.unsqueeze(-1)
-        out = self.out_proj(r.reshape(B, T, N * d))
-        if pad is not None:
-            out = out.masked_fill(pad.unsqueeze(-1), 0.0)
-        if order is not None:
-            out = out.gather(1, order.argsort(dim=1).unsqueeze(-1).expand_as(out))
-        TT = TT.view(B, N, -1, L)
-        if position:
-            key_tape = TT[:, :, d:]
-        elif keyed:
-            key_tape = KT.view(B, N, L, d)
-        else:
-            key_tape = st.key_tape
-        return out, NAMTMState(TT[:, :, :d], key_tape, H.view(B, N, 2, L), h, cc)
+        outs = [r.reshape(B, T, N * d), TT.view(B, N, -1, L)]
+        if keyed:
+            outs.append(KT.view(B, N, L, d))
+        outs.append(H.view(B, N, 2, L))
+        return tuple(outs)
+
+    def _kernel_cfg(self) -> Tensor:
+        """The fused kernel's configuration (``namtm_plan`` in ``_tape_kernel.c``)."""
+        slots = [ACTIONS.index(a) for a in self.actions] + [0] * (4 - len(self.actions))
+        mode = 0 if not self.jump else (1 if self.key_tape == "position" else 2)
+        cfg = [self.num_gates, self.rw_prob, self.erase, self.tied_erase, len(self.actions)]
+        return torch.tensor([*cfg, *slots, int(self.jump), mode], dtype=torch.long)
 
     def _control_reference(
         self, x: Tensor, pad: Tensor | None, st: NAMTMState
