@@ -222,6 +222,10 @@ class _LSAMScan(torch.autograd.Function):
         dM = d_MT.reshape(BH, d, d).clone()
         dh = d_hT
         dZ = d_out.new_empty(T, B, W.shape[0])
+        # Per-step factors computed once for all steps: sigmoid slopes, clamped norms, live norms.
+        SLOPE = GR * (1 - GR)
+        NRMC = NRM.clamp_min(_EPS)
+        LIVE = (NRM > _EPS).to(NRM.dtype)
         for t in range(T) if reverse else range(T - 1, -1, -1):
             kb = None if keep is None else keep[t].view(B, H)[:, :1]  # [B, 1]
             dht = d_out[t] + (dh if kb is None else dh * kb)
@@ -259,18 +263,17 @@ class _LSAMScan(torch.autograd.Function):
                 dMk = -p_e * du
             dM.addcmul_(dMk.transpose(1, 2), k)
             dk = torch.baddbmm(dk, dMk, M)
-            # unit norm: a -> a / max(|a|, eps)
+            # unit norm: a -> a / max(|a|, eps); written straight into this step's rows of dZ
+            dz = dZ[t].view(BH, 1, -1)
             dqk = torch.cat([dq, dk], 1)
-            nrm = NRM[t]
-            dot = (dqk * qk).sum(-1, keepdim=True) * (nrm > _EPS)
-            da = (dqk - qk * dot) / nrm.clamp_min(_EPS)
+            dot = (dqk * qk).sum(-1, keepdim=True) * LIVE[t]
+            torch.div(dqk - qk * dot, NRMC[t], out=dz[..., : 2 * d].view(BH, 2, d))
+            dz[..., 2 * d : 3 * d] = dv
             dg = torch.cat(dgate, -1)
             if keep is not None:
                 dg = dg * keep[t]
-            dlogit = dg * graw * (1 - graw)
-            dz = torch.cat([da.view(BH, 1, 2 * d), dv, dlogit], -1).view(B, -1)
-            dZ[t] = dz
-            dh = dz @ W
+            torch.mul(dg, SLOPE[t], out=dz[..., 3 * d :])
+            dh = dZ[t] @ W
             if dpass is not None:
                 dh = dh + dpass
         dW = dZ.view(T * B, -1).t() @ HP.view(T * B, -1)
