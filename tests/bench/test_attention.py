@@ -3,11 +3,12 @@
 import json
 import time
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
 from neural_attention_memory.bench import attention as bench
-from neural_attention_memory.bench.common import format_table, peak_memory_mb, time_fn
+from neural_attention_memory.bench.common import format_table, min_time_ms, peak_memory_mb, time_fn
 from neural_attention_memory.cli import app
 
 
@@ -62,6 +63,12 @@ def test_run_writes_json_and_png_and_refuses_a_wrong_form(tmp_path):
 def test_helpers():
     # Median milliseconds: a 5 ms sleep measures at least 5 ms (and not seconds).
     assert 5.0 <= time_fn(lambda: time.sleep(0.005), reps=3, clock="wall") < 1000.0
+    # Fastest of N: warmup runs are not timed; a bad count is refused.
+    calls = []
+    assert min_time_ms(lambda: calls.append(1), reps=3, warmup=2) >= 0
+    assert len(calls) == 5
+    with pytest.raises(ValueError, match="reps: expected >= 1, got 0"):
+        min_time_ms(lambda: None, reps=0)
     mb = peak_memory_mb(lambda: bytearray(64 * 1024 * 1024))
     assert mb is None or mb > 40
     assert format_table(["a", "b"], [[1, None]]).splitlines()[2] == "| 1 | - |"

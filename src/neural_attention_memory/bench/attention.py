@@ -17,7 +17,8 @@ so both sides see the same machine); peak memory is measured afterwards in a fre
 ``chunk-gated`` at ``T = 262,144`` and ``T = 1,048,576`` (``B = 1``). The achieved GFLOP/s of the
 causal forward counts the multiply-adds of the chunk algorithm's matrix products (the triangular
 inverse left out, so it is a lower bound) against a 1024 x 1024 float32 matmul timed in the same
-process. Writes ``attention.json`` and ``attention.png``.
+process. Times are the fastest of ``reps`` runs (process CPU time with one thread): on a shared
+machine the least disturbed run. Writes ``attention.json`` and ``attention.png``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ from .. import functional as F
 from .common import (
     check_targets,
     default_clock,
+    min_time_ms,
     peak_memory_mb,
     set_threads,
-    time_fn,
     write_outputs,
 )
 from .registry import register_benchmark
@@ -239,8 +240,8 @@ def _callables(form: Form, T: int, batch: int = B, with_fwd: bool = True):
 def _time(form: Form, T: int, reps: int, budget_s: float) -> dict[str, float]:
     fwd, fwd_bwd, _ = _callables(form, T)
     return {
-        "fwd_ms": time_fn(fwd, reps=reps, warmup=1, budget_s=budget_s),
-        "fwd_bwd_ms": time_fn(fwd_bwd, reps=reps, warmup=1, budget_s=budget_s),
+        "fwd_ms": min_time_ms(fwd, reps=reps, warmup=1, budget_s=budget_s),
+        "fwd_bwd_ms": min_time_ms(fwd_bwd, reps=reps, warmup=1, budget_s=budget_s),
     }
 
 
@@ -312,7 +313,7 @@ def chunk_flops(T: int, batch: int, heads: int, d: int, C: int, erase: bool) -> 
 
 def _sgemm_gflops(reps: int) -> float:
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    ms = time_fn(lambda: a @ b, reps=max(reps, 5), warmup=2)
+    ms = min_time_ms(lambda: a @ b, reps=max(reps, 5), warmup=2)
     return 2 * 1024**3 / (ms * 1e-3) / 1e9
 
 

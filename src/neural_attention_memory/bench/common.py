@@ -21,6 +21,7 @@ __all__ = [
     "check_targets",
     "default_clock",
     "format_table",
+    "min_time_ms",
     "peak_memory_mb",
     "set_threads",
     "time_fn",
@@ -48,6 +49,31 @@ def time_fn(fn: Callable[[], Any], *args: Any, **kwargs: Any) -> float:
     from ..training.timing import time_fn as timer
 
     return timer(fn, *args, **kwargs)
+
+
+def min_time_ms(
+    fn: Callable[[], Any], reps: int = 5, warmup: int = 1, budget_s: float | None = None
+) -> float:
+    """Fastest of ``reps`` runs of ``fn()`` in milliseconds, after ``warmup`` runs, on the clock
+    of :func:`default_clock` (process CPU time with one thread). On a shared machine the minimum
+    is the run least disturbed by other processes; with ``budget_s`` it stops early (after at
+    least one timed run) once the budget is spent."""
+    import time
+
+    if reps < 1:
+        raise ValueError(f"reps: expected >= 1, got {reps}")
+    now = time.process_time if default_clock() == "cpu" else time.perf_counter
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    start = time.perf_counter()
+    for _ in range(reps):
+        t0 = now()
+        fn()
+        best = min(best, now() - t0)
+        if budget_s is not None and time.perf_counter() - start > budget_s:
+            break
+    return best * 1e3
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:

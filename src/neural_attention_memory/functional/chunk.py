@@ -43,6 +43,9 @@ from ._validate import check_gate, check_padding_mask, check_qkv, check_state, c
 __all__ = ["ChunkNAMFunction", "chunk_causal_nam_attention"]
 
 _EPS = 1e-6  # unit_norm's default guard, the same in every form
+# Smallest read gate for which the backward takes the output before the gate as O / p_r (one
+# division: exact to rounding unless O underflows, an absolute error below ~1e-34 / _R_MIN).
+_R_MIN = 1e-4
 # Rows (chunks x heads x C) of one block: big enough that each op is a large batched BLAS call,
 # small enough that a block's temporaries stay a few MB and are reused from the heap.
 _BLOCK_ROWS = 4096
@@ -397,13 +400,13 @@ def _forward(ctx, q, k, v, w, e, r, S0, mask, C):
             f = x.r
         _mul_into(x.five(o), None if f is None else x.five(f.unsqueeze(-1)), O, n0, n1, C)
     S_T = torch.where(carry.view(G, 1, 1), float("nan"), Sb[-1])  # kept in the accumulation dtype
-    ctx.save_for_backward(q, k, v, w, e, r, S0, mask, Sb, marks)
+    ctx.save_for_backward(q, k, v, w, e, r, S0, mask, Sb, marks, O)
     ctx.C = C
     return O, S_T.view(B, H, d_v, d_k)
 
 
 def _backward(ctx, dO, dS_last):
-    q, k, v, w, e, r, S0, mask, Sb, marks = ctx.saved_tensors
+    q, k, v, w, e, r, S0, mask, Sb, marks, O = ctx.saved_tensors
     C = ctx.C
     B, _, H, d_k = q.shape
     d_v, G = v.shape[-1], B * H
@@ -411,8 +414,7 @@ def _backward(ctx, dO, dS_last):
     ins = (q, k, v, w, e, r, _expand_mask(mask, H))
     N, L, shapes = _layout(q, v, ins, C)
     need = ctx.needs_input_grad
-    if dO is not None:
-        shapes["dO"] = (L, B, H, C, d_v)
+    shapes["dO"] = shapes["o"] = (L, B, H, C, d_v)
     bufs = _buffers(shapes, cdt, q.device)
     fast = _fast_ok(q)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
@@ -447,14 +449,19 @@ def _backward(ctx, dO, dS_last):
         if x.r is None:
             drb, dOh = None, dO5.view(nl, G, C, d_v)
         else:
-            O_hat = torch.baddbmm(
-                (x.q @ S_start.transpose(-1, -2)).view(-1, C, d_v),
-                P.view(-1, C, C),
-                U.reshape(-1, C, d_v),
-            )  # output before the read gate
-            drb = (x.five(O_hat.view(nl, G, C, d_v)) * dO5).sum(-1).view(nl, G, C)
-            dOh = torch.mul(dO5, x.five(x.r.unsqueeze(-1)), out=O_hat.view(nl, B, H, C, d_v))
-            dOh = dOh.view(nl, G, C, d_v)
+            r5 = x.five(x.r.unsqueeze(-1))
+            if x.bad is None and cdt == q.dtype and bool((x.r > _R_MIN).all()):
+                # The gate is a row factor: O_hat = O / r, from the saved output.
+                drb = torch.linalg.vecdot(_source(O, bufs["o"], n0, n1, C), dO5).div_(r5[..., 0])
+            else:  # recompute the output before the read gate
+                O_hat = torch.baddbmm(
+                    (x.q @ S_start.transpose(-1, -2)).view(-1, C, d_v),
+                    P.view(-1, C, C),
+                    U.reshape(-1, C, d_v),
+                )
+                drb = (x.five(O_hat.view(nl, G, C, d_v)) * dO5).sum(-1)  # (dO5 may be half)
+            drb = drb.reshape(nl, G, C)
+            dOh = torch.mul(dO5, r5, out=bufs["dO"][:nl]).view(nl, G, C, d_v)
         dU = P.transpose(-1, -2) @ dOh  # output part of dU; the state part is added below
         Hq = dOh.transpose(-1, -2) @ x.q  # output part of dS per chunk, [L, G, d_v, d_k]
         dSp = torch.empty_like(S_start)  # gradient w.r.t. the state after chunk j
@@ -470,6 +477,8 @@ def _backward(ctx, dO, dS_last):
                 dU[j].baddbmm_(x.k[j], dS.transpose(-1, -2))
                 dS = dS + Hq[j]
                 dS.baddbmm_(dU[j].transpose(-1, -2), Wk[j], alpha=-1)
+        erase = Wk is not None
+        del P, Hq, Y, Uv, Wk  # block temporaries go as soon as they are dead (peak memory)
         dP = (dOh @ U.transpose(-1, -2)).tril_()
         dqn = dOh @ S_start
         dqn.view(-1, C, d_k).baddbmm_(dP.view(-1, C, C), x.k.reshape(-1, C, d_k))
@@ -477,14 +486,16 @@ def _backward(ctx, dO, dS_last):
         dkn.view(-1, C, d_k).baddbmm_(
             dP.transpose(-1, -2).reshape(-1, C, C), x.q.reshape(-1, C, d_k)
         )
-        if Wk is None:
+        if not erase:
             dvw, deb = dU, None
         else:
-            # X = A^{-1} B  =>  dB = A^{-T} dX,  dA = -dB X^T (strictly lower part only).
-            dB = Ainv.transpose(-1, -2) @ torch.cat([dU, (dU @ S_start).neg_()], dim=-1)
-            dvw, dBk = dB[..., :d_v], dB[..., d_v:]
-            dA = (dB @ Y.transpose(-1, -2)).neg_().tril_(-1)
-            deb = (dBk * x.k).sum(-1) + (dA * KK).sum(-1)
+            # Y = [Uv | Wk] = A^{-1} X, X = [diag(w) V | diag(e) K], U = Uv - Wk S^T, so
+            # dY = [dU | -dU S], dX = A^{-T} dY = [dvw | -dvw S] and dA = -dX Y^T = -dvw U^T
+            # (strictly lower part only).
+            dvw = Ainv.transpose(-1, -2) @ dU
+            dBk = (dvw @ S_start).neg_()
+            dA = (dvw @ U.transpose(-1, -2)).neg_().tril_(-1)
+            deb = torch.linalg.vecdot(dBk, x.k) + torch.linalg.vecdot(dA, KK)
             dL = dA.mul_(x.e.unsqueeze(-1))
             dL = dL + dL.transpose(-1, -2)
             dkn.addcmul_(x.e.unsqueeze(-1), dBk)
@@ -499,8 +510,8 @@ def _backward(ctx, dO, dS_last):
             gq = gq.masked_fill(m.unsqueeze(-1), float("nan"))
             if drb is not None:
                 drb.masked_fill_(m, float("nan"))
-        dqn.sub_(x.q * ((x.q * dqn).sum(-1, keepdim=True) * x.bq))
-        dkn.sub_(x.k * ((x.k * dkn).sum(-1, keepdim=True) * x.bk))
+        dqn.addcmul_(x.q, torch.linalg.vecdot(x.q, dqn).unsqueeze_(-1).mul_(x.bq), value=-1)
+        dkn.addcmul_(x.k, torch.linalg.vecdot(x.k, dkn).unsqueeze_(-1).mul_(x.bk), value=-1)
         _mul_into(x.five(dqn), x.five(gq), dq, n0, n1, C)
         _mul_into(x.five(dkn), x.five(x.gk), dk, n0, n1, C)
         dvw5 = x.five(dvw)
@@ -518,7 +529,7 @@ def _backward_differentiable(ctx, dO, dS_last):
     """Double backward: gradients of the recurrent form (same function), keeping the graph."""
     from .attention import recurrent_causal_nam_attention
 
-    q, k, v, w, e, r, S0, mask, _, _ = ctx.saved_tensors
+    q, k, v, w, e, r, S0, mask = ctx.saved_tensors[:8]
     cdt = compute_dtype(q.dtype)
     args = [None if x is None else x.to(cdt) for x in (q, k, v, w, e, r, S0)]
     O, S_T = recurrent_causal_nam_attention(
