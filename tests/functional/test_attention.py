@@ -286,3 +286,27 @@ def test_fast_blocks_equal_sanitising_blocks(gates, dtype, monkeypatch):
         tuple(x.double() if isinstance(x, torch.Tensor) else [g.double() for g in x] for x in slow),
         atol=tol,
     )
+
+
+@pytest.mark.parametrize("gates", [True, False])
+def test_non_causal_fast_path_equals_general_path(gates, monkeypatch):
+    # The CPU fast path (norms folded into the write and the read) against the general path
+    # (prepare + unit_norm), outputs and all gradients; huge keys take the general path.
+    from neural_attention_memory.functional import attention as att
+
+    q, k, v, p_w, _, p_r, _ = make_inputs(T=19)
+    p_w, p_r = (p_w, p_r) if gates else (None, None)
+    leaves = [x for x in (q, k, v, p_w, p_r) if x is not None]
+    assert att._nam_attention_fast(q, k, v, p_w, p_r) is not None
+    fast = F.nam_attention(q, k, v, p_w, p_r)
+    monkeypatch.setattr(att, "_nam_attention_fast", lambda *a: None)
+    slow = F.nam_attention(q, k, v, p_w, p_r)
+    torch.testing.assert_close(fast, slow)
+    for a, b in zip(
+        grads_with_cotangents(fast, None, leaves),
+        grads_with_cotangents(slow, None, leaves),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+    big = k.detach().float() * 1e30  # squares overflow float32: the fast path declines
+    assert att._nam_attention_fast(q.detach().float(), big, v.detach().float(), None, None) is None

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from ._prep import fold_padding, no_autocast, prepare
+from ._validate import check_gate, check_qkv, compute_dtype
 
 __all__ = ["nam_attention", "recurrent_causal_nam_attention"]
 
@@ -31,6 +32,10 @@ def nam_attention(
         `[B, T, H, d_v]`, in q's dtype (bfloat16/float16 inputs are accumulated in float32).
     """
     with no_autocast(q):
+        if key_padding_mask is None:
+            out = _nam_attention_fast(q, k, v, p_w, p_r)
+            if out is not None:
+                return out
         x = prepare(q, k, v, p_w=p_w, p_r=p_r, key_padding_mask=key_padding_mask)
         w = fold_padding(x.p_w, x.keep, x.q)
         r = fold_padding(x.p_r, x.keep, x.q)
@@ -38,6 +43,39 @@ def nam_attention(
         out = _write_then_read(x.q, x.k, vw)
         out = out if r is None else out * r.unsqueeze(-1)
         return out.to(x.dtype)
+
+
+_EPS = 1e-6  # unit_norm's default guard
+
+
+def _nam_attention_fast(q, k, v, p_w, p_r) -> Tensor | None:
+    """:func:`nam_attention` without padding on the CPU, or None where it does not apply.
+
+    ``mu(k_s) = k_s / max(||k_s||, eps)`` is folded into the write (``v_s p_w[s] / max(||k_s||,
+    eps)``) and ``mu(q_t)`` into the read (the output row times ``p_r[t] / max(||q_t||, eps)``),
+    so q and k are never normalised as full tensors: two row-norm reductions and two scalings
+    instead of :func:`unit_norm`'s overflow-safe passes. That is exact wherever the plain norms
+    are finite, which is checked (a host read, free on the CPU); otherwise None, and the caller
+    takes the general path (non-finite or huge q/k, other devices).
+    """
+    if not isinstance(q, Tensor) or q.device.type != "cpu":
+        return None
+    B, T, H, _, _ = check_qkv(q, k, v)
+    p_w = check_gate("p_w", p_w, B, T, H, q)
+    p_r = check_gate("p_r", p_r, B, T, H, q)
+    cdt = compute_dtype(q.dtype)
+    nq = torch.linalg.vector_norm(q, dim=-1, keepdim=True, dtype=cdt)  # [B, T, H, 1]
+    nk = torch.linalg.vector_norm(k, dim=-1, keepdim=True, dtype=cdt)
+    if not bool(torch.isfinite(nq).all() & torch.isfinite(nk).all()):
+        return None
+    fw = nk.clamp_min(_EPS).reciprocal()
+    fr = nq.clamp_min(_EPS).reciprocal()
+    if p_w is not None:
+        fw = fw * p_w.unsqueeze(-1)
+    if p_r is not None:
+        fr = fr * p_r.unsqueeze(-1)
+    out = _write_then_read(q.to(cdt), k.to(cdt), v * fw)  # v * fw: float32 for half v
+    return (out * fr).to(q.dtype)
 
 
 # Up to this many (batch, head) pairs, per-pair 2-D matmuls on strided views beat one batched
