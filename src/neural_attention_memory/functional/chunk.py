@@ -12,14 +12,24 @@ turns the recurrence ``M_t = M_{t-1} (I - e_t k_t k_t^T) + w_t v_t k_t^T`` into 
 Only the small ``U``/``S`` recurrence runs chunk by chunk; nothing divides by ``e``. Without an
 erase gate ``A = I`` and ``Wk = 0``, so that case skips the triangular inverse altogether.
 
-Memory. The sequence is processed in *blocks* of a few chunks: each block's inputs are gathered
-into reused chunk-major buffers `[L, G, C, d]` (``G = B * H``, ``L`` chunks a block), so every
-temporary is block-sized, not sequence-sized. The forward keeps only the chunk-start states
-(`(T/C) d_v d_k` per head); the hand-written backward walks the blocks in reverse and recomputes
-everything else (unit norms, ``A^{-1}``, ``U``, ``tril(QK^T)``) from the raw inputs. Forward+backward
-memory is the inputs, the output, the gradients and the chunk states, plus one block of
-temporaries. Inputs in bfloat16/float16 are computed in float32 inside (buffers, states and every
-product); outputs and gradients come back in the input dtype.
+Memory. The sequence is processed in *blocks* of a few chunks (about ``_BLOCK_ROWS`` rows of
+chunks x heads x C): each block's inputs go into reused chunk-major buffers `[L, G, C, d]`
+(``G = B * H``, ``L`` chunks a block), so every temporary is block-sized, not sequence-sized. The
+forward keeps only the state at the start of each block; the hand-written backward walks the
+blocks in reverse and recomputes everything else (unit norms, ``A^{-1}``, ``U``, ``tril(QK^T)``)
+from the raw inputs, and takes the output before the read gate as ``O / r`` from the saved output
+(a tensor the caller holds anyway) where that is exact. Forward+backward memory is the inputs, the
+output, the gradients and the block states, plus one block of temporaries. Inputs in
+bfloat16/float16 are computed in float32 inside (buffers, states and every product); outputs and
+gradients come back in the input dtype.
+
+Speed (CPU). ``A^{-1}`` is one batched LAPACK unit-triangular solve; with an erase gate the
+backward needs only ``A^{-T} dU``, ``dvw S`` and ``dvw U^T`` (``dA = -dvw U^T``). On the CPU a
+block with no padding whose norms and ``[diag(w) V | diag(e) K]`` are finite (one host read) takes
+a fast path: q and k are normalised in one pass straight from the caller's `[B, T, H, d]` tensors
+into the block buffers, nothing is sanitised, and outputs and gradients are written straight
+into place. Any other block (padding, non-finite values, or any non-CPU device, where the host
+read would be a sync) takes the sanitising path below; the two agree to rounding (tested).
 
 Silent wrong results are excluded by construction: padded tokens are zeroed inside the block
 (a NaN held at padding cannot leak through a zero gate); a token whose key, value or gates are
