@@ -230,7 +230,7 @@ class _LastCheckpointThenResults(Checkpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, TaskModule)
-        trainer.save_checkpoint(self.last)  # every rank takes part; rank 0 writes
+        trainer.save_checkpoint(self.last, weights_only=False)  # all ranks; rank 0 writes
         self.write(pl_module)
 
 
