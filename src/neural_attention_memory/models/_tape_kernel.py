@@ -115,31 +115,24 @@ class TapeKernel:
         P, Li, I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
         self._fns = {}
         for suffix in ("f32", "f64"):
-            fwd = getattr(lib, f"namtm_forward_{suffix}")
-            fwd.argtypes = [Li] * 5 + [I] + [P] * 14
-            fwd.restype = I
-            bwd = getattr(lib, f"namtm_backward_{suffix}")
-            bwd.argtypes = [Li] * 5 + [I] + [P] * 22
-            bwd.restype = I
-            gf = getattr(lib, f"bigru_forward_{suffix}")
-            gf.argtypes = [Li] * 3 + [P] * 7
-            gf.restype = I
-            gb = getattr(lib, f"bigru_backward_{suffix}")
-            gb.argtypes = [Li] * 3 + [P] * 7
-            gb.restype = I
-            pl = getattr(lib, f"namtm_plan_{suffix}")
-            pl.argtypes = [Li] * 5 + [P] * 11
-            pl.restype = I
-            po = getattr(lib, f"namtm_post_{suffix}")
-            po.argtypes = [Li] * 4 + [P] * 3
-            po.restype = I
-            pb = getattr(lib, f"namtm_post_backward_{suffix}")
-            pb.argtypes = [Li] * 4 + [P] * 5
-            pb.restype = I
-            plb = getattr(lib, f"namtm_plan_backward_{suffix}")
-            plb.argtypes = [Li] * 5 + [P] * 13
-            plb.restype = I
-            self._fns[suffix] = (fwd, bwd, gf, gb, pl, po, pb, plb)
+            # (C function, leading int64 sizes, extra int args, pointer args), in _fns order.
+            signatures = (
+                ("namtm_forward", 5, 1, 14),
+                ("namtm_backward", 5, 1, 22),
+                ("bigru_forward", 3, 0, 7),
+                ("bigru_backward", 3, 0, 7),
+                ("namtm_plan", 5, 0, 11),
+                ("namtm_post", 4, 0, 3),
+                ("namtm_post_backward", 4, 0, 5),
+                ("namtm_plan_backward", 5, 0, 13),
+            )
+            fns = []
+            for name, n_sizes, n_ints, n_ptrs in signatures:
+                fn = getattr(lib, f"{name}_{suffix}")
+                fn.argtypes = [Li] * n_sizes + [I] * n_ints + [P] * n_ptrs
+                fn.restype = I
+                fns.append(fn)
+            self._fns[suffix] = tuple(fns)
         self.path = path
 
     @staticmethod
