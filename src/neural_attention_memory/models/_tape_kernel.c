@@ -17,7 +17,8 @@
  *   read then the write head); KK [T, G, d] / PWK [T, G] ("key" mode; PWK may be NULL = 1);
  *   TT [G, D, L]; KT [G, L, d]; H [G, 2, L]; R [T, G, d].  key_mode: 0 none, 1 position, 2 key.
  * Saved by the forward: HS [T, G, 2, L] heads before each step, NR [T, G, 2] their norms,
- * THW [T, G, D] = TT h_w (with erase), SS [T, G, L] = KT k ("key" mode with erase).
+ * THW [T, G, D] = TT h_w (with erase), SS [T, G, L] = KT k ("key" mode with erase), JS [T, G, L]
+ * the jump targets (with a key tape).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -59,11 +60,11 @@ typedef double vf64 __attribute__((vector_size(C * sizeof(double)), aligned(size
     int namtm_forward_##SUF(long T, long G, long d, long D, long L, int key_mode,                  \
                             const S *W_, const S *NPE_, const S *Q_, const S *A_, const S *KK_,    \
                             const S *PWK_, S *TT_, S *KT_, S *H_, S *R_, S *HS_, S *NR_, S *THW_,  \
-                            S *SS_) {                                                              \
+                            S *SS_, S *JS_) {                                                      \
         const V *W = (const V *)W_, *NPE = (const V *)NPE_, *Q = (const V *)Q_;                    \
         const V *A = (const V *)A_, *KK = (const V *)KK_, *PWK = (const V *)PWK_;                  \
         V *TT = (V *)TT_, *KT = (V *)KT_, *H = (V *)H_, *R = (V *)R_, *HS = (V *)HS_;              \
-        V *NR = (V *)NR_, *THW = (V *)THW_, *SS = (V *)SS_;                                        \
+        V *NR = (V *)NR_, *THW = (V *)THW_, *SS = (V *)SS_, *JS = (V *)JS_;                        \
         V *buf = (V *)malloc(sizeof(V) * 5 * L);                                                   \
         if (!buf) return 1;                                                                        \
         V *restrict hn = buf, *restrict j = buf + 2 * L, *restrict hnew = buf + 3 * L;             \
@@ -137,6 +138,8 @@ typedef double vf64 __attribute__((vector_size(C * sizeof(double)), aligned(size
                         j[l] = jj;                                                                 \
                     }                                                                              \
                 }                                                                                  \
+                if (key_mode) /* saved: the backward needs j without re-reading the key tape */    \
+                    memcpy(JS + tg * L, j, sizeof(V) * L);                                         \
                 const V *restrict a = A + tg * 8;                                                  \
                 for (int hd = 0; hd < 2; hd++) { /* H' = a0 H + a1 H[l+1] + a2 H[l-1] + a3 j */    \
                     const V *restrict x = h + hd * L, *restrict ah = a + hd * 4;                   \
@@ -159,12 +162,13 @@ typedef double vf64 __attribute__((vector_size(C * sizeof(double)), aligned(size
     int namtm_backward_##SUF(long T, long G, long d, long D, long L, int key_mode, const S *W_,    \
                              const S *NPE_, const S *Q_, const S *A_, const S *KK_,                \
                              const S *PWK_, const S *HS_, const S *NR_, const S *THW_,             \
-                             const S *SS_, S *TT_, S *KT_, const S *dR_, S *dTT_, S *dKT_,         \
+                             const S *SS_, const S *JS_, S *TT_, S *KT_, const S *dR_, S *dTT_,    \
+                             S *dKT_,                                                              \
                              S *dH_, S *dW_, S *dNPE_, S *dQ_, S *dA_, S *dKK_, S *dPWK_) {        \
         const V *W = (const V *)W_, *NPE = (const V *)NPE_, *Q = (const V *)Q_;                    \
         const V *A = (const V *)A_, *KK = (const V *)KK_, *PWK = (const V *)PWK_;                  \
         const V *HS = (const V *)HS_, *NR = (const V *)NR_, *THW = (const V *)THW_;                \
-        const V *SS = (const V *)SS_, *dR = (const V *)dR_;                                        \
+        const V *SS = (const V *)SS_, *JS = (const V *)JS_, *dR = (const V *)dR_;                  \
         V *TT = (V *)TT_, *KT = (V *)KT_, *dTT = (V *)dTT_, *dKT = (V *)dKT_, *dH = (V *)dH_;      \
         V *dW = (V *)dW_, *dNPE = (V *)dNPE_, *dQ = (V *)dQ_, *dA = (V *)dA_, *dKK = (V *)dKK_;    \
         V *dPWK = (V *)dPWK_;                                                                      \
@@ -195,22 +199,8 @@ typedef double vf64 __attribute__((vector_size(C * sizeof(double)), aligned(size
                     for (long l = 0; l < L; l++) hn[hd * L + l] = hp[hd * L + l] * inv[hd];        \
                 }                                                                                  \
                 const V *restrict hr = hn, *restrict hw = hn + L;                                  \
-                /* the jump target of this step, from the tapes after its write */                 \
-                if (key_mode == 1) {                                                               \
-                    for (long l = 0; l < L; l++) j[l] = zero;                                      \
-                    for (long i = 0; i < d; i++) {                                                 \
-                        const V *restrict row = tt + (d + i) * L;                                  \
-                        const V qi = q[i];                                                         \
-                        for (long l = 0; l < L; l++) j[l] += qi * row[l];                          \
-                    }                                                                              \
-                } else if (key_mode == 2) {                                                        \
-                    for (long l = 0; l < L; l++) {                                                 \
-                        const V *restrict krow = kt + l * d;                                       \
-                        V jj = zero;                                                               \
-                        jj = dot_##SUF(krow, q, d);                                                \
-                        j[l] = jj;                                                                 \
-                    }                                                                              \
-                }                                                                                  \
+                /* the jump target of this step (saved by the forward) */                          \
+                if (key_mode) memcpy(j, JS + tg * L, sizeof(V) * L);                               \
                 /* H' = a0 H + a1 H[l+1] + a2 H[l-1] + a3 j */                                     \
                 if (key_mode)                                                                      \
                     for (long l = 0; l < L; l++) dj[l] = zero;                                     \
@@ -555,10 +545,9 @@ DEFINE_GRU(double, f64, vf64, vexp_f64)
                 for (long i = 0; KK && i < d; i++) KK[(tg * d + i) * C + c] = 0;                   \
             }                                                                                      \
         }                                                                                          \
-        for (long b = 0; b < B; b++)                                                               \
-            for (long t = 0; t < T; t++)                                                           \
-                for (long n = 0; n < N; n++) {                                                     \
-                    long bn = b * N + n, g = bn / C, c = bn % C, tg = t * Gr + g;                  \
+        for (long t = 0; t < T; t++) /* lane order: a step's lane blocks stay in L1 */            \
+                for (long bn = 0; bn < BN; bn++) {                                                 \
+                    long b = bn / N, n = bn % N, g = bn / C, c = bn % C, tg = t * Gr + g;          \
                     const S *z = Z + ((b * T + t) * N + n) * Cs;                                   \
                     const S *v = VK + (b * T + t) * VKW + n * d;                                   \
                     int pad = PAD ? PAD[b * T + t] != 0 : 0;                                       \
@@ -603,10 +592,9 @@ DEFINE_GRU(double, f64, vf64, vexp_f64)
     /* RP [B, T, N, d] = p_r * R (R, PR in lanes); backward: dR = p_r dRP, dPR = <dRP, R> */      \
     int namtm_post_##SUF(long B, long T, long N, long d, const S *R, const S *PR, S *RP) {         \
         long BN = B * N, Gr = (BN + C - 1) / C;                                                    \
-        for (long b = 0; b < B; b++)                                                               \
-            for (long t = 0; t < T; t++)                                                           \
-                for (long n = 0; n < N; n++) {                                                     \
-                    long bn = b * N + n, g = bn / C, c = bn % C, tg = t * Gr + g;                  \
+        for (long t = 0; t < T; t++) /* lane order: a step's lane blocks stay in L1 */            \
+                for (long bn = 0; bn < BN; bn++) {                                                 \
+                    long b = bn / N, n = bn % N, g = bn / C, c = bn % C, tg = t * Gr + g;          \
                     S *rp = RP + ((b * T + t) * N + n) * d, pr = PR[tg * C + c];                   \
                     for (long i = 0; i < d; i++) rp[i] = R[(tg * d + i) * C + c] * pr;             \
                 }                                                                                  \
@@ -617,10 +605,9 @@ DEFINE_GRU(double, f64, vf64, vexp_f64)
         long BN = B * N, Gr = (BN + C - 1) / C;                                                    \
         for (long i = 0; i < T * Gr * d * C; i++) dR[i] = 0;                                       \
         for (long i = 0; i < T * Gr * C; i++) dPR[i] = 0;                                          \
-        for (long b = 0; b < B; b++)                                                               \
-            for (long t = 0; t < T; t++)                                                           \
-                for (long n = 0; n < N; n++) {                                                     \
-                    long bn = b * N + n, g = bn / C, c = bn % C, tg = t * Gr + g;                  \
+        for (long t = 0; t < T; t++) /* lane order: a step's lane blocks stay in L1 */            \
+                for (long bn = 0; bn < BN; bn++) {                                                 \
+                    long b = bn / N, n = bn % N, g = bn / C, c = bn % C, tg = t * Gr + g;          \
                     const S *drp = dRP + ((b * T + t) * N + n) * d;                                \
                     S pr = PR[tg * C + c], s = 0;                                                  \
                     for (long i = 0; i < d; i++) {                                                 \
@@ -641,10 +628,9 @@ DEFINE_GRU(double, f64, vf64, vexp_f64)
         const long *slot = cfg + 5;                                                                \
         long BN = B * N, Gr = (BN + C - 1) / C, D = key_mode == 1 ? 2 * d : d;                     \
         long VKW = (jump ? 2 : 1) * N * d;                                                         \
-        for (long b = 0; b < B; b++)                                                               \
-            for (long t = 0; t < T; t++)                                                           \
-                for (long n = 0; n < N; n++) {                                                     \
-                    long bn = b * N + n, g = bn / C, c = bn % C, tg = t * Gr + g;                  \
+        for (long t = 0; t < T; t++) /* lane order: a step's lane blocks stay in L1 */            \
+                for (long bn = 0; bn < BN; bn++) {                                                 \
+                    long b = bn / N, n = bn % N, g = bn / C, c = bn % C, tg = t * Gr + g;          \
                     const S *z = Z + ((b * T + t) * N + n) * Cs;                                   \
                     S *dz = dZ + ((b * T + t) * N + n) * Cs;                                       \
                     const S *v = VK + (b * T + t) * VKW + n * d;                                   \
@@ -709,3 +695,36 @@ DEFINE_GRU(double, f64, vf64, vexp_f64)
 #define PWK_GRAD(dPWK, tg, c) ((dPWK) ? (dPWK)[(tg) * C + (c)] : 0)
 DEFINE_PLAN(float, f32, expf)
 DEFINE_PLAN(double, f64, exp)
+
+/* A state's rows X [BN, R] (contiguous) <-> the kernel's lanes Y [G, R, C] (lane c of group g =
+ * row g * C + c; lanes past BN are zeros). X = NULL packs zeros. */
+#define DEFINE_LANES(S, SUF)                                                                       \
+    int lanes_pack_##SUF(long BN, long R, const S *X, S *Y) {                                      \
+        long G = (BN + C - 1) / C;                                                                 \
+        if (!X) {                                                                                  \
+            memset(Y, 0, sizeof(S) * G * R * C);                                                   \
+            return 0;                                                                              \
+        }                                                                                          \
+        for (long g = 0; g < G; g++) {                                                             \
+            const S *x[C]; /* the group's rows (NULL: a missing pair, zeros) */                    \
+            for (long c = 0; c < C; c++) x[c] = g * C + c < BN ? X + (g * C + c) * R : NULL;       \
+            S *y = Y + g * R * C;                                                                  \
+            for (long r = 0; r < R; r++)                                                           \
+                for (long c = 0; c < C; c++) y[r * C + c] = x[c] ? x[c][r] : 0;                    \
+        }                                                                                          \
+        return 0;                                                                                  \
+    }                                                                                              \
+    int lanes_unpack_##SUF(long BN, long R, const S *Y, S *X) {                                    \
+        long G = (BN + C - 1) / C;                                                                 \
+        for (long g = 0; g < G; g++) {                                                             \
+            long n = BN - g * C < C ? BN - g * C : C;                                              \
+            const S *y = Y + g * R * C;                                                            \
+            S *x = X + g * C * R;                                                                  \
+            for (long r = 0; r < R; r++)                                                           \
+                for (long c = 0; c < n; c++) x[c * R + r] = y[r * C + c];                          \
+        }                                                                                          \
+        return 0;                                                                                  \
+    }
+
+DEFINE_LANES(float, f32)
+DEFINE_LANES(double, f64)

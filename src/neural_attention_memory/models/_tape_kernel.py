@@ -117,14 +117,16 @@ class TapeKernel:
         for suffix in ("f32", "f64"):
             # (C function, leading int64 sizes, extra int args, pointer args), in _fns order.
             signatures = (
-                ("namtm_forward", 5, 1, 14),
-                ("namtm_backward", 5, 1, 22),
+                ("namtm_forward", 5, 1, 15),
+                ("namtm_backward", 5, 1, 23),
                 ("bigru_forward", 3, 0, 7),
                 ("bigru_backward", 3, 0, 7),
                 ("namtm_plan", 5, 0, 11),
                 ("namtm_post", 4, 0, 3),
                 ("namtm_post_backward", 4, 0, 5),
                 ("namtm_plan_backward", 5, 0, 13),
+                ("lanes_pack", 2, 0, 2),
+                ("lanes_unpack", 2, 0, 2),
             )
             fns = []
             for name, n_sizes, n_ints, n_ptrs in signatures:
@@ -158,22 +160,23 @@ class TapeKernel:
         NR = W.new_empty(T, G, 2, LANES)
         THW = None if NPE is None else W.new_empty(T, G, D, LANES)
         S = W.new_empty(T, G, L, LANES) if mode == 2 and NPE is not None else None
+        JS = W.new_empty(T, G, L, LANES) if mode else None
         p = self._ptr
         rc = self._fns[self._suffix(W)][0](
             T, G, d, D, L, mode,
             p(W), p(NPE), p(Q), p(A), p(KK), p(PWK),
-            p(TT), p(KT), p(H), p(R), p(HS), p(NR), p(THW), p(S),
+            p(TT), p(KT), p(H), p(R), p(HS), p(NR), p(THW), p(S), p(JS),
         )  # fmt: skip
         if rc:
             raise MemoryError("NAM-TM tape kernel: out of memory for its scratch buffers")
-        return R, (HS, NR, THW, S)
+        return R, (HS, NR, THW, S, JS)
 
     def scan_backward(self, lanes, aux, TT, KT, dR, dTT, dKT, dH, d, key_mode):
         """Gradients of :meth:`scan` in lanes. ``lanes``: its (W, NPE, Q, A, KK, PWK); ``TT, KT``:
         final tapes and ``dTT, dKT, dH`` the final state's gradients, all rebuilt / turned in
         place into the initial ones. Returns (dW, dNPE, dQ, dA, dKK, dPWK)."""
         W, NPE, Q, A, KK, PWK = lanes
-        HS, NR, THW, S = aux
+        HS, NR, THW, S, JS = aux
         T, G, D, _ = W.shape
         L = HS.shape[-2] // 2
         grads = [None if t is None else torch.empty_like(t) for t in lanes]
@@ -181,7 +184,7 @@ class TapeKernel:
         p = self._ptr
         rc = self._fns[self._suffix(W)][1](
             T, G, d, D, L, _MODES[key_mode],
-            p(W), p(NPE), p(Q), p(A), p(KK), p(PWK), p(HS), p(NR), p(THW), p(S),
+            p(W), p(NPE), p(Q), p(A), p(KK), p(PWK), p(HS), p(NR), p(THW), p(S), p(JS),
             p(TT), p(KT), p(dR), p(dTT), p(dKT), p(dH),
             p(dW), p(dNPE), p(dQ), p(dA), p(dKK), p(dPWK),
         )  # fmt: skip
@@ -270,6 +273,22 @@ class TapeKernel:
             p(dPR), p(dZ), p(dVK),
         )  # fmt: skip
         return dZ, dVK
+
+    def pack(self, x: Tensor, BN: int, G: int, zero: bool = False) -> Tensor:
+        """A state ``x [BN, ...]`` (any leading shape of ``BN`` rows) -> a fresh lane-layout
+        tensor ``[G, R, LANES]`` (R = cells per row; the C twin of :func:`_lanes` with
+        ``state=True``). ``zero``: zeros of that layout (``x`` gives only shape and dtype)."""
+        R = x.numel() // BN
+        src = None if zero else x.reshape(BN, R).contiguous()
+        out = x.new_empty(G, R, LANES)
+        self._fns[self._suffix(x)][8](BN, R, self._ptr(src), self._ptr(out))
+        return out
+
+    def unpack(self, y: Tensor, BN: int, *shape: int) -> Tensor:
+        """Lanes ``[G, R, LANES]`` -> rows shaped ``shape`` (``[BN, ...]``; :func:`_unlanes`)."""
+        out = y.new_empty(shape)
+        self._fns[self._suffix(y)][9](BN, y.shape[1], self._ptr(y), self._ptr(out))
+        return out
 
     def bigru_forward(self, GI, lengths, W, BH):
         """Both directions' GRU recurrences from zero states (see ``bigru_forward`` in the C file).

@@ -132,10 +132,7 @@ class _FusedLayer(torch.autograd.Function):
         pad8 = None if pad is None else pad.to(torch.uint8).contiguous()
         cfg = layer._kernel_cfg()
         lanes, PR = kernel.plan(cfg, z, vk, pad8, G, d, key_mode, layer.erase)
-        state = [
-            None if t is None else _tape_kernel._lanes(t.reshape(BN, *t.shape[2:]), G, state=True)
-            for t in (TT0, KT0, H0)
-        ]
+        state = [None if t is None else kernel.pack(t, BN, G) for t in (TT0, KT0, H0)]
         R, aux = kernel.scan(*lanes, *state, d, key_mode)
         RP = kernel.post(R, PR, B, N)
         ctx.kernel, ctx.layer = kernel, layer
@@ -143,13 +140,13 @@ class _FusedLayer(torch.autograd.Function):
         outs = [RP]
         for t, like in zip(state, (TT0, KT0, H0)):
             if t is not None:
-                outs.append(_tape_kernel._unlanes(t, BN, *like.shape))
+                outs.append(kernel.unpack(t, BN, *like.shape))
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, dRP, *d_state):
         z, vk, TT0, KT0, H0, pad, pad8, cfg, R, PR, *rest = ctx.saved_tensors
-        lanes, aux, (TT, KT, _) = rest[:6], rest[6:10], rest[10:]
+        lanes, aux, (TT, KT, _) = rest[:6], rest[6:-3], rest[-3:]
         layer, kernel = ctx.layer, ctx.kernel
         inits = [t for t in (TT0, KT0, H0) if t is not None]
         # Undefined output gradients arrive as None: zeros keep one code path.
@@ -158,10 +155,10 @@ class _FusedLayer(torch.autograd.Function):
             if dRP is None
             else dRP
         )
-        d_state = [torch.zeros_like(t) if g is None else g for g, t in zip(d_state, inits)]
         if torch.is_grad_enabled():  # create_graph=True: differentiate the PyTorch twin
             with torch.enable_grad():
                 inputs = (z, vk, *inits)
+                d_state = [torch.zeros_like(t) if g is None else g for g, t in zip(d_state, inits)]
                 need = [t for t in inputs if t.requires_grad]
                 N, d = layer.num_tapes, layer.head_dim
                 v = vk[..., : N * d].reshape(*z.shape[:3], d)
@@ -183,13 +180,22 @@ class _FusedLayer(torch.autograd.Function):
         dR, dPR = kernel.post_backward(R, PR, dRP.contiguous(), N)
         TT = TT.clone()  # rebuilt in place (a second backward must find the final tapes)
         KT = None if KT is None else KT.clone()
-        dl = [_tape_kernel._lanes(g.reshape(BN, *g.shape[2:]), G, state=True) for g in d_state]
+        # Gradients of the final state in lanes (undefined ones: zeros, packed without a copy).
+        dl = [
+            kernel.pack(t if g is None else g, BN, G, zero=g is None)
+            for g, t in zip(d_state, inits)
+        ]
         dTT, dH = dl[0], dl[-1]
         dKT = dl[1] if KT is not None else None
         grads = kernel.scan_backward(lanes, aux, TT, KT, dR, dTT, dKT, dH, d, key_mode)
         dZ, dVK = kernel.plan_backward(cfg, z, vk, pad8, grads, dPR, d)
-        back = lambda t, like: None if t is None else _tape_kernel._unlanes(t, BN, *like.shape)  # noqa: E731
-        return None, None, dZ, dVK, back(dTT, TT0), back(dKT, KT0), back(dH, H0), None
+        need = ctx.needs_input_grad[4:7]  # initial tapes and heads: rows only where asked for
+
+        def back(t: Tensor | None, like: Tensor | None, needed: bool) -> Tensor | None:
+            return kernel.unpack(t, BN, *like.shape) if t is not None and needed else None
+
+        dTT0, dKT0, dH0 = (back(t, x, n) for t, x, n in zip((dTT, dKT, dH), (TT0, KT0, H0), need))
+        return None, None, dZ, dVK, dTT0, dKT0, dH0, None
 
 
 class NAMTuringMachine(nn.Module):
