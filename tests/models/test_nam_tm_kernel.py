@@ -183,3 +183,23 @@ def test_tape_scan_kernel_equals_torch_loop(key_mode):
         results.append([o.detach() for o in outs] + list(grads))
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("BN", [16, 21, 5])
+def test_pack_and_unpack_equal_the_torch_layout_change(dtype, BN):
+    # The C packing of states into lanes against its PyTorch twin (_lanes / _unlanes), with full,
+    # partial and single lane groups; zero=True packs zeros without reading its argument.
+    k = _tape_kernel.get()
+    G = -(-BN // _tape_kernel.LANES)
+    x = torch.randn(BN, 3, 7, dtype=dtype)
+    packed = k.pack(x, BN, G)
+    want = _tape_kernel._lanes(x, G, state=True)
+    assert packed.shape == (G, 21, _tape_kernel.LANES)
+    assert torch.equal(packed, want.view_as(packed))
+    assert torch.equal(k.unpack(packed, BN, BN, 3, 7), x)
+    assert torch.equal(k.unpack(packed, BN, BN, 3, 7), _tape_kernel._unlanes(want, BN, BN, 3, 7))
+    assert torch.equal(k.pack(x.fill_(float("nan")), BN, G, zero=True), torch.zeros_like(packed))
+    y = torch.randn(3, BN, dtype=dtype).t()  # a non-contiguous state: packed from a copy
+    assert torch.equal(k.pack(y, BN, G), _tape_kernel._lanes(y, G, state=True))

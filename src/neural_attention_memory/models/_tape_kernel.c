@@ -17,8 +17,7 @@
  *   read then the write head); KK [T, G, d] / PWK [T, G] ("key" mode; PWK may be NULL = 1);
  *   TT [G, D, L]; KT [G, L, d]; H [G, 2, L]; R [T, G, d].  key_mode: 0 none, 1 position, 2 key.
  * Saved by the forward: HS [T, G, 2, L] heads before each step, NR [T, G, 2] their norms,
- * THW [T, G, D] = TT h_w (with erase), SS [T, G, L] = KT k ("key" mode with erase), JS [T, G, L]
- * the jump targets (with a key tape).
+ * THW [T, G, D] = TT h_w (with erase), SS [T, G, L] = KT k ("key" mode with erase).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -60,11 +59,11 @@ typedef double vf64 __attribute__((vector_size(C * sizeof(double)), aligned(size
     int namtm_forward_##SUF(long T, long G, long d, long D, long L, int key_mode,                  \
                             const S *W_, const S *NPE_, const S *Q_, const S *A_, const S *KK_,    \
                             const S *PWK_, S *TT_, S *KT_, S *H_, S *R_, S *HS_, S *NR_, S *THW_,  \
-                            S *SS_, S *JS_) {                                                      \
+                            S *SS_) {                                                              \
         const V *W = (const V *)W_, *NPE = (const V *)NPE_, *Q = (const V *)Q_;                    \
         const V *A = (const V *)A_, *KK = (const V *)KK_, *PWK = (const V *)PWK_;                  \
         V *TT = (V *)TT_, *KT = (V *)KT_, *H = (V *)H_, *R = (V *)R_, *HS = (V *)HS_;              \
-        V *NR = (V *)NR_, *THW = (V *)THW_, *SS = (V *)SS_, *JS = (V *)JS_;                        \
+        V *NR = (V *)NR_, *THW = (V *)THW_, *SS = (V *)SS_;                                        \
         V *buf = (V *)malloc(sizeof(V) * 5 * L);                                                   \
         if (!buf) return 1;                                                                        \
         V *restrict hn = buf, *restrict j = buf + 2 * L, *restrict hnew = buf + 3 * L;             \
@@ -138,8 +137,6 @@ typedef double vf64 __attribute__((vector_size(C * sizeof(double)), aligned(size
                         j[l] = jj;                                                                 \
                     }                                                                              \
                 }                                                                                  \
-                if (key_mode) /* saved: the backward needs j without re-reading the key tape */    \
-                    memcpy(JS + tg * L, j, sizeof(V) * L);                                         \
                 const V *restrict a = A + tg * 8;                                                  \
                 for (int hd = 0; hd < 2; hd++) { /* H' = a0 H + a1 H[l+1] + a2 H[l-1] + a3 j */    \
                     const V *restrict x = h + hd * L, *restrict ah = a + hd * 4;                   \
@@ -162,13 +159,12 @@ typedef double vf64 __attribute__((vector_size(C * sizeof(double)), aligned(size
     int namtm_backward_##SUF(long T, long G, long d, long D, long L, int key_mode, const S *W_,    \
                              const S *NPE_, const S *Q_, const S *A_, const S *KK_,                \
                              const S *PWK_, const S *HS_, const S *NR_, const S *THW_,             \
-                             const S *SS_, const S *JS_, S *TT_, S *KT_, const S *dR_, S *dTT_,    \
-                             S *dKT_,                                                              \
+                             const S *SS_, S *TT_, S *KT_, const S *dR_, S *dTT_, S *dKT_,         \
                              S *dH_, S *dW_, S *dNPE_, S *dQ_, S *dA_, S *dKK_, S *dPWK_) {        \
         const V *W = (const V *)W_, *NPE = (const V *)NPE_, *Q = (const V *)Q_;                    \
         const V *A = (const V *)A_, *KK = (const V *)KK_, *PWK = (const V *)PWK_;                  \
         const V *HS = (const V *)HS_, *NR = (const V *)NR_, *THW = (const V *)THW_;                \
-        const V *SS = (const V *)SS_, *JS = (const V *)JS_, *dR = (const V *)dR_;                  \
+        const V *SS = (const V *)SS_, *dR = (const V *)dR_;                                        \
         V *TT = (V *)TT_, *KT = (V *)KT_, *dTT = (V *)dTT_, *dKT = (V *)dKT_, *dH = (V *)dH_;      \
         V *dW = (V *)dW_, *dNPE = (V *)dNPE_, *dQ = (V *)dQ_, *dA = (V *)dA_, *dKK = (V *)dKK_;    \
         V *dPWK = (V *)dPWK_;                                                                      \
@@ -199,8 +195,22 @@ typedef double vf64 __attribute__((vector_size(C * sizeof(double)), aligned(size
                     for (long l = 0; l < L; l++) hn[hd * L + l] = hp[hd * L + l] * inv[hd];        \
                 }                                                                                  \
                 const V *restrict hr = hn, *restrict hw = hn + L;                                  \
-                /* the jump target of this step (saved by the forward) */                          \
-                if (key_mode) memcpy(j, JS + tg * L, sizeof(V) * L);                               \
+                /* the jump target of this step, from the tapes after its write */                 \
+                if (key_mode == 1) {                                                               \
+                    for (long l = 0; l < L; l++) j[l] = zero;                                      \
+                    for (long i = 0; i < d; i++) {                                                 \
+                        const V *restrict row = tt + (d + i) * L;                                  \
+                        const V qi = q[i];                                                         \
+                        for (long l = 0; l < L; l++) j[l] += qi * row[l];                          \
+                    }                                                                              \
+                } else if (key_mode == 2) {                                                        \
+                    for (long l = 0; l < L; l++) {                                                 \
+                        const V *restrict krow = kt + l * d;                                       \
+                        V jj = zero;                                                               \
+                        jj = dot_##SUF(krow, q, d);                                                \
+                        j[l] = jj;                                                                 \
+                    }                                                                              \
+                }                                                                                  \
                 /* H' = a0 H + a1 H[l+1] + a2 H[l-1] + a3 j */                                     \
                 if (key_mode)                                                                      \
                     for (long l = 0; l < L; l++) dj[l] = zero;                                     \
@@ -566,10 +576,10 @@ DEFINE_GRU(double, f64, vf64, vexp_f64)
                             continue;                                                              \
                         }                                                                          \
                         const S *lg = z + G + hd * nA;                                             \
-                        S mx = lg[0], sum = 0;                                                     \
+                        S mx = lg[0], sum = 0, e[4];                                               \
                         for (long i = 1; i < nA; i++) mx = lg[i] > mx ? lg[i] : mx;                \
-                        for (long i = 0; i < nA; i++) sum += EXPS(lg[i] - mx);                     \
-                        for (long i = 0; i < nA; i++) a[slot[i] * C] = EXPS(lg[i] - mx) / sum;     \
+                        for (long i = 0; i < nA; i++) sum += e[i] = EXPS(lg[i] - mx);              \
+                        for (long i = 0; i < nA; i++) a[slot[i] * C] = e[i] / sum;                 \
                     }                                                                              \
                     if (jump) {                                                                    \
                         const S *qr = z + G + 2 * nA;                                              \

@@ -1,4 +1,6 @@
-"""Build, cache and call the C tape kernel (``_tape_kernel.c``) of NAM-TM.
+"""Build, cache and call the C kernels (``_tape_kernel.c``) of NAM-TM: the tape recurrence
+(forward and backward), the fused per-step plan and output scaling around it, the bidirectional
+GRU of the 2022 controller, and the packing of states into the kernel's lane layout.
 
 The kernel is plain C over raw pointers (no PyTorch headers), compiled once per machine with the
 system C compiler (``cc -O3 -march=native``, about a second) into a cache folder and loaded with
@@ -108,7 +110,10 @@ def build(verbose: bool = False) -> Path:
 
 
 class TapeKernel:
-    """The loaded library: :meth:`forward` / :meth:`backward` on tensors (see ``_tape_kernel.c``)."""
+    """The loaded library, called on tensors (see ``_tape_kernel.c``): the tape recurrence in the
+    lane layout (:meth:`scan`, :meth:`scan_backward`) or on rows (:meth:`forward`,
+    :meth:`backward`), the fused layer's :meth:`plan` / :meth:`post` and their backwards,
+    :meth:`pack` / :meth:`unpack` of states, :meth:`bigru_forward` / :meth:`bigru_backward`."""
 
     def __init__(self, path: Path) -> None:
         lib = ctypes.CDLL(str(path))
@@ -117,8 +122,8 @@ class TapeKernel:
         for suffix in ("f32", "f64"):
             # (C function, leading int64 sizes, extra int args, pointer args), in _fns order.
             signatures = (
-                ("namtm_forward", 5, 1, 15),
-                ("namtm_backward", 5, 1, 23),
+                ("namtm_forward", 5, 1, 14),
+                ("namtm_backward", 5, 1, 22),
                 ("bigru_forward", 3, 0, 7),
                 ("bigru_backward", 3, 0, 7),
                 ("namtm_plan", 5, 0, 11),
@@ -160,23 +165,22 @@ class TapeKernel:
         NR = W.new_empty(T, G, 2, LANES)
         THW = None if NPE is None else W.new_empty(T, G, D, LANES)
         S = W.new_empty(T, G, L, LANES) if mode == 2 and NPE is not None else None
-        JS = W.new_empty(T, G, L, LANES) if mode else None
         p = self._ptr
         rc = self._fns[self._suffix(W)][0](
             T, G, d, D, L, mode,
             p(W), p(NPE), p(Q), p(A), p(KK), p(PWK),
-            p(TT), p(KT), p(H), p(R), p(HS), p(NR), p(THW), p(S), p(JS),
+            p(TT), p(KT), p(H), p(R), p(HS), p(NR), p(THW), p(S),
         )  # fmt: skip
         if rc:
             raise MemoryError("NAM-TM tape kernel: out of memory for its scratch buffers")
-        return R, (HS, NR, THW, S, JS)
+        return R, (HS, NR, THW, S)
 
     def scan_backward(self, lanes, aux, TT, KT, dR, dTT, dKT, dH, d, key_mode):
         """Gradients of :meth:`scan` in lanes. ``lanes``: its (W, NPE, Q, A, KK, PWK); ``TT, KT``:
         final tapes and ``dTT, dKT, dH`` the final state's gradients, all rebuilt / turned in
         place into the initial ones. Returns (dW, dNPE, dQ, dA, dKK, dPWK)."""
         W, NPE, Q, A, KK, PWK = lanes
-        HS, NR, THW, S, JS = aux
+        HS, NR, THW, S = aux
         T, G, D, _ = W.shape
         L = HS.shape[-2] // 2
         grads = [None if t is None else torch.empty_like(t) for t in lanes]
@@ -184,7 +188,7 @@ class TapeKernel:
         p = self._ptr
         rc = self._fns[self._suffix(W)][1](
             T, G, d, D, L, _MODES[key_mode],
-            p(W), p(NPE), p(Q), p(A), p(KK), p(PWK), p(HS), p(NR), p(THW), p(S), p(JS),
+            p(W), p(NPE), p(Q), p(A), p(KK), p(PWK), p(HS), p(NR), p(THW), p(S),
             p(TT), p(KT), p(dR), p(dTT), p(dKT), p(dH),
             p(dW), p(dNPE), p(dQ), p(dA), p(dKK), p(dPWK),
         )  # fmt: skip

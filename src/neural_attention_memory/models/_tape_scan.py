@@ -16,8 +16,9 @@ into one batch dim ``BN``; inputs are time-major. Per step, for every ``bn``::
 ``W_t`` is ``p_w`` times the written rows (values, then keys in "position" mode). Three
 implementations share one ``autograd.Function``:
 
-* the C kernel (:mod:`._tape_kernel`, compiled on first use; one fused pass over each tape row per
-  step, everything of one ``bn`` in L1 cache) when it is available;
+* the C kernel (:mod:`._tape_kernel`, compiled on first use: 16 ``bn`` side by side in vector
+  lanes, every operation of a step one vertical vector operation on all of them) when it is
+  available;
 * a PyTorch loop of batched ops (the fallback, always available);
 * :func:`tape_scan_autograd`, the same math out of place and differentiated by autograd. It is the
   twin the two fast paths are tested against, and it gives exact double backward: when a gradient

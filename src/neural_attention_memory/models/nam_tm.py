@@ -28,8 +28,11 @@ The two named models (built by :func:`nam_tm_2022` / :func:`nam_tm_2023`):
   (11 logits per tape), raw write-head positions stored under keys, one layer
   (:class:`NAMTuringMachine` with its defaults). It steps token by token.
 
-Fast path: :meth:`NAMTuringMachine.forward` (controller and all per-step quantities at once, then
-:func:`._tape_scan.tape_scan`). Slow twin: :meth:`NAMTuringMachine.forward_reference`, the
+Fast path: :meth:`NAMTuringMachine.forward`: the controller and the projections for all steps at
+once; then, with the C kernel (:mod:`._tape_kernel`), :class:`_FusedLayer` computes the gates,
+actions, unit keys and queries, runs the tape recurrence and scales the reads by ``p_r`` in C
+(forward and backward); without it, the same plan in PyTorch and :func:`._tape_scan.tape_scan`'s
+PyTorch loop. Slow twin: :meth:`NAMTuringMachine.forward_reference`, the
 controller stepped token by token (or, bidirectional, run on each sequence alone), a Python loop over
 steps and tapes with :func:`nam_write` / :func:`nam_read` / ``torch.roll``, differentiated by
 autograd.
