@@ -109,6 +109,21 @@ def build(verbose: bool = False) -> Path:
     return out
 
 
+# The C functions: (name without the dtype suffix, leading int64 sizes, int args, pointer args).
+_SIGNATURES = (
+    ("namtm_forward", 5, 1, 14),
+    ("namtm_backward", 5, 1, 22),
+    ("bigru_forward", 3, 0, 7),
+    ("bigru_backward", 3, 0, 7),
+    ("namtm_plan", 5, 0, 11),
+    ("namtm_post", 4, 0, 3),
+    ("namtm_post_backward", 4, 0, 5),
+    ("namtm_plan_backward", 5, 0, 13),
+    ("lanes_pack", 2, 0, 2),
+    ("lanes_unpack", 2, 0, 2),
+)
+
+
 class TapeKernel:
     """The loaded library, called on tensors (see ``_tape_kernel.c``): the tape recurrence in the
     lane layout (:meth:`scan`, :meth:`scan_backward`) or on rows (:meth:`forward`,
@@ -118,28 +133,13 @@ class TapeKernel:
     def __init__(self, path: Path) -> None:
         lib = ctypes.CDLL(str(path))
         P, Li, I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
-        self._fns = {}
+        self._fns: dict[tuple[str, str], ctypes._CFuncPtr] = {}
         for suffix in ("f32", "f64"):
-            # (C function, leading int64 sizes, extra int args, pointer args), in _fns order.
-            signatures = (
-                ("namtm_forward", 5, 1, 14),
-                ("namtm_backward", 5, 1, 22),
-                ("bigru_forward", 3, 0, 7),
-                ("bigru_backward", 3, 0, 7),
-                ("namtm_plan", 5, 0, 11),
-                ("namtm_post", 4, 0, 3),
-                ("namtm_post_backward", 4, 0, 5),
-                ("namtm_plan_backward", 5, 0, 13),
-                ("lanes_pack", 2, 0, 2),
-                ("lanes_unpack", 2, 0, 2),
-            )
-            fns = []
-            for name, n_sizes, n_ints, n_ptrs in signatures:
+            for name, n_sizes, n_ints, n_ptrs in _SIGNATURES:
                 fn = getattr(lib, f"{name}_{suffix}")
                 fn.argtypes = [Li] * n_sizes + [I] * n_ints + [P] * n_ptrs
                 fn.restype = I
-                fns.append(fn)
-            self._fns[suffix] = tuple(fns)
+                self._fns[name, suffix] = fn
         self.path = path
 
     @staticmethod
@@ -149,6 +149,10 @@ class TapeKernel:
     @staticmethod
     def _suffix(x: Tensor) -> str:
         return "f32" if x.dtype == torch.float32 else "f64"
+
+    def _fn(self, name: str, like: Tensor) -> ctypes._CFuncPtr:
+        """The C function ``name`` for ``like``'s dtype."""
+        return self._fns[name, self._suffix(like)]
 
     @staticmethod
     def _ptr(x: Tensor | None) -> int | None:
@@ -166,7 +170,7 @@ class TapeKernel:
         THW = None if NPE is None else W.new_empty(T, G, D, LANES)
         S = W.new_empty(T, G, L, LANES) if mode == 2 and NPE is not None else None
         p = self._ptr
-        rc = self._fns[self._suffix(W)][0](
+        rc = self._fn("namtm_forward", W)(
             T, G, d, D, L, mode,
             p(W), p(NPE), p(Q), p(A), p(KK), p(PWK),
             p(TT), p(KT), p(H), p(R), p(HS), p(NR), p(THW), p(S),
@@ -186,7 +190,7 @@ class TapeKernel:
         grads = [None if t is None else torch.empty_like(t) for t in lanes]
         dW, dNPE, dQ, dA, dKK, dPWK = grads
         p = self._ptr
-        rc = self._fns[self._suffix(W)][1](
+        rc = self._fn("namtm_backward", W)(
             T, G, d, D, L, _MODES[key_mode],
             p(W), p(NPE), p(Q), p(A), p(KK), p(PWK), p(HS), p(NR), p(THW), p(S),
             p(TT), p(KT), p(dR), p(dTT), p(dKT), p(dH),
@@ -247,7 +251,7 @@ class TapeKernel:
         KK = new(d) if key_mode == "key" else None
         PWK = new(1) if key_mode == "key" else None
         p = self._ptr
-        self._fns[self._suffix(Z)][4](
+        self._fn("namtm_plan", Z)(
             B, T, N, d, Cs, p(cfg), p(Z), p(VK), p(pad),
             p(W), p(NPE), p(Q), p(A), p(KK), p(PWK), p(PR),
         )  # fmt: skip
@@ -257,7 +261,7 @@ class TapeKernel:
         """Reads in lanes -> rows ``[B, T, N * d]`` of ``p_r * r``."""
         T, _, d, _ = R.shape
         RP = R.new_empty(B, T, N * d)
-        self._fns[self._suffix(R)][5](B, T, N, d, self._ptr(R), self._ptr(PR), self._ptr(RP))
+        self._fn("namtm_post", R)(B, T, N, d, self._ptr(R), self._ptr(PR), self._ptr(RP))
         return RP
 
     def post_backward(self, R, PR, dRP, N):
@@ -265,14 +269,14 @@ class TapeKernel:
         d = R.shape[2]
         dR, dPR = torch.empty_like(R), torch.empty_like(PR)
         p = self._ptr
-        self._fns[self._suffix(R)][6](B, T, N, d, p(R), p(PR), p(dRP), p(dR), p(dPR))
+        self._fn("namtm_post_backward", R)(B, T, N, d, p(R), p(PR), p(dRP), p(dR), p(dPR))
         return dR, dPR
 
     def plan_backward(self, cfg, Z, VK, pad, lane_grads, dPR, d):
         dZ, dVK = torch.empty_like(Z), torch.empty_like(VK)
         B, T, N, Cs = Z.shape
         p = self._ptr
-        self._fns[self._suffix(Z)][7](
+        self._fn("namtm_plan_backward", Z)(
             B, T, N, d, Cs, p(cfg), p(Z), p(VK), p(pad), *(p(g) for g in lane_grads),
             p(dPR), p(dZ), p(dVK),
         )  # fmt: skip
@@ -285,13 +289,13 @@ class TapeKernel:
         R = x.numel() // BN
         src = None if zero else x.reshape(BN, R).contiguous()
         out = x.new_empty(G, R, LANES)
-        self._fns[self._suffix(x)][8](BN, R, self._ptr(src), self._ptr(out))
+        self._fn("lanes_pack", x)(BN, R, self._ptr(src), self._ptr(out))
         return out
 
     def unpack(self, y: Tensor, BN: int, *shape: int) -> Tensor:
         """Lanes ``[G, R, LANES]`` -> rows shaped ``shape`` (``[BN, ...]``; :func:`_unlanes`)."""
         out = y.new_empty(shape)
-        self._fns[self._suffix(y)][9](BN, y.shape[1], self._ptr(y), self._ptr(out))
+        self._fn("lanes_unpack", y)(BN, y.shape[1], self._ptr(y), self._ptr(out))
         return out
 
     def bigru_forward(self, GI, lengths, W, BH):
@@ -309,7 +313,7 @@ class TapeKernel:
         HL = GI.new_empty(2, T, G, H, LANES)
         GT = GI.new_empty(2, T, G, 4 * H, LANES)
         p = self._ptr
-        rc = self._fns[self._suffix(GI)][2](
+        rc = self._fn("bigru_forward", GI)(
             T, B, H, p(lengths), p(GI), p(W), p(BH), p(out), p(HL), p(GT)
         )
         if rc:
@@ -325,7 +329,7 @@ class TapeKernel:
         dGI = d_out.new_empty(B, T, 2, 3 * H)
         dGH = d_out.new_empty(B, T, 2, 3 * H)
         p = self._ptr
-        rc = self._fns[self._suffix(d_out)][3](
+        rc = self._fn("bigru_backward", d_out)(
             T, B, H, p(lengths), p(W), p(HL), p(GT), p(d_out), p(dGI), p(dGH)
         )
         if rc:
