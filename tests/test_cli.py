@@ -153,6 +153,10 @@ def test_default_run_dir_under_runs_root(toy_registry, tmp_path):
         ),
         (["train", "toy", "--set", "optim.lr=abc"], "optim.lr: expected a float > 0, got 'abc'"),
         (["list", "things"], "what: expected one of tasks, models, presets, datasets"),
+        (
+            ["reproduce", "toyfamily", "--report-only"],
+            "--report-only: the toyfamily family does not support it",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_choices(toy_registry, tmp_path, args, message):

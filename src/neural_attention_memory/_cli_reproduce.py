@@ -37,6 +37,13 @@ def reproducer_kwargs(info: Any, options: dict[str, Any]) -> dict[str, Any]:
         else:
             flag = "--" + name.replace("_", "-")
             raise ConfigError(f"{flag}: the {info.name} family does not take this option")
+    if options.get("report_only"):
+        if "report_only" not in params:
+            raise ConfigError(
+                f"--report-only: the {info.name} family does not support it (its runs depend "
+                "on each other); run it without --report-only"
+            )
+        kwargs["report_only"] = True
     if "overrides" in params:
         kwargs["overrides"] = tuple(overrides)
     elif overrides:
@@ -51,7 +58,7 @@ def dry_run(info: Any, kwargs: dict[str, Any]) -> None:
 
     if info.plan is None:
         raise ConfigError(f"--dry-run: the {info.name} family does not support it")
-    planned = info.plan(**kwargs)
+    planned = info.plan(**{k: v for k, v in kwargs.items() if k != "report_only"})
     jobs = list(getattr(planned, "jobs", planned))
     typer.echo(f"{len(jobs)} runs into {kwargs['out_dir']} (checked; nothing trained):")
     for job in jobs:
@@ -74,6 +81,8 @@ def family_help(info: Any) -> str:
         ("--out DIR", f"output folder (default nam_runs/{info.name}-<preset>); re-run to resume"),
         ("--dry-run", "check everything and list the runs; train nothing"),
     ]
+    if "report_only" in params:
+        opts.append(("--report-only", "write the report over the finished runs; train nothing"))
     if "data_root" in params:
         opts.append(("--data-root DIR", "folder of the user-provided data sets"))
     if "shots" in params:

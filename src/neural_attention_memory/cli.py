@@ -345,6 +345,11 @@ def reproduce(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Check everything and list the runs; train nothing."
     ),
+    report_only: bool = typer.Option(
+        False,
+        "--report-only",
+        help="Write the report over the runs already finished in --out; train nothing.",
+    ),
     show_help: bool = typer.Option(
         False, "--help", "-h", help="Show this help, or the family's with a FAMILY."
     ),
@@ -386,6 +391,7 @@ def reproduce(
             "data_root": data_root,
             "shots": tuple(int(k) for k in shot_list) if shot_list else None,
             "datasets": tuple(names(datasets) or ()) or None,
+            "report_only": report_only,
         }
         kwargs = reproducer_kwargs(info, options)
         if dry_run:

@@ -63,3 +63,29 @@ def test_bad_requests_fail_before_anything_is_written(tmp_path) -> None:
     with pytest.raises(ConfigError, match="data_root: the generalization family generates"):
         plan_jobs(generalization.FAMILY, "quick", data_root=tmp_path)
     assert not out.exists()
+
+
+def test_report_only_writes_the_report_over_finished_runs_and_trains_nothing(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from neural_attention_memory.cli import app
+
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(
+        app,
+        ["reproduce", "generalization", "--preset", "medium", "--tasks", "reduce,palin"]
+        + ["--models", "lstm", "--report-only", "--out", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    report = (out / "report.md").read_text()
+    assert "## Runs that did not finish" in report
+    assert "- reduce/lstm: not trained (report only)" in report
+    assert "- palin/lstm: not trained (report only)" in report
+    assert not (out / "reduce").exists() and not (out / "palin").exists()
+    # A family whose runs depend on each other refuses it, before anything is written.
+    res = CliRunner().invoke(
+        app, ["reproduce", "fewshot", "--report-only", "--out", str(tmp_path / "fs")]
+    )
+    assert res.exit_code == 2
+    assert "--report-only: the fewshot family does not support it" in res.output
+    assert not (tmp_path / "fs").exists()

@@ -108,3 +108,29 @@ def test_duplicate_run_folders_rejected(specs, tmp_path):
     with pytest.raises(ConfigError, match="share a run folder"):
         run_grid([Job("toy", "mlp"), Job("toy", "mlp")], tmp_path, get_spec=specs.__getitem__)
     assert job_run_dir(Job("toy", "mlp", name="x"), tmp_path) == tmp_path / "toy" / "x"
+
+
+def test_report_only_grid_trains_nothing_and_says_where_each_run_stands(specs, tmp_path):
+    spec = specs["toy"]
+    jobs = [
+        Job("toy", "mlp"),  # finished below
+        Job("toy", "linear"),  # interrupted after 1 of 3 epochs
+        Job("toy", "mlp", overrides=("seed=5",), name="never"),  # never started
+    ]
+    done = fit(spec, resolve_config(spec, "quick", []), tmp_path / "toy" / "mlp")
+    part = resolve_config(spec, "quick", ["trainer.max_epochs=1"], model="linear")
+    fit(spec, part, tmp_path / "toy" / "linear")
+    ckpt = tmp_path / "toy" / "linear" / "checkpoints" / "last.ckpt"
+    before = ckpt.stat().st_mtime_ns
+    logs: list[str] = []
+    res = run_grid(jobs, tmp_path, get_spec=specs.__getitem__, log=logs.append, train=False)
+    assert [r["status"] for r in res] == ["finished", "not run", "not run"]
+    assert res[0]["splits"] == done["splits"] and res[0]["skipped"]
+    assert res[1]["error"].startswith("unfinished: 1 of 3 epochs")
+    assert res[2]["error"] == "not trained (report only)"
+    assert "unfinished: 1 of 3" in logs[1] and "not trained" in logs[2]
+    # Nothing was trained or written into the run folders.
+    assert ckpt.stat().st_mtime_ns == before
+    assert not (tmp_path / "toy" / "never").exists()
+    grid = json.loads((tmp_path / "grid.json").read_text())
+    assert [j["status"] for j in grid["jobs"]] == ["finished", "not run", "not run"]

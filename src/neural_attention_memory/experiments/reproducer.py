@@ -172,6 +172,7 @@ def reproduce(
     overrides: Sequence[str] = (),
     seed: int | None = None,
     data_root: str | Path | None = None,
+    report_only: bool = False,
 ) -> Path:
     """Train ``family``'s grid for ``preset`` and write ``<out_dir>/report.md``.
 
@@ -187,6 +188,8 @@ def reproduce(
         seed: the seed of every run (default: the preset's).
         data_root: folder of user-provided data (families that read any); set as
             ``family.data_root_key`` in the runs of the tasks that have that key.
+        report_only: train nothing: write the report over the runs already finished in
+            ``out_dir`` (the others are listed as not run). Every job is still checked.
 
     Returns:
         The path of ``report.md``.
@@ -204,12 +207,20 @@ def reproduce(
         seed=seed,
         data_root=data_root,
     )
-    return run_jobs(family, preset, jobs, out_dir)
+    return run_jobs(family, preset, jobs, out_dir, train=not report_only)
 
 
-def run_jobs(family: Family, preset: str, jobs: Sequence[runner.Job], out_dir: str | Path) -> Path:
+def run_jobs(
+    family: Family,
+    preset: str,
+    jobs: Sequence[runner.Job],
+    out_dir: str | Path,
+    *,
+    train: bool = True,
+) -> Path:
     """Train planned ``jobs`` (skipping finished runs, resuming others) and write the report.
 
+    ``train=False`` trains nothing and reports the finished runs (:func:`.runner.run_grid`).
     Returns the path of ``<out_dir>/report.md``; ``<out_dir>/grid.json`` lists every job.
     """
     out_dir = Path(out_dir)
@@ -219,6 +230,7 @@ def run_jobs(family: Family, preset: str, jobs: Sequence[runner.Job], out_dir: s
         out_dir,
         keep_going=family.keep_going,
         log=lambda msg: print(f"[{family.name}] {msg}", flush=True),
+        train=train,
     )
     ctx = ReportContext(
         preset=preset,

@@ -67,6 +67,25 @@ def _diff_keys(a: Any, b: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, 
     return [] if a == b else [prefix]
 
 
+def _not_run(job: Job, prev: Mapping[str, Any] | None, max_epochs: int) -> dict[str, Any]:
+    """The result of a job that ``train=False`` left alone: where it stands, without training."""
+    if prev is None:
+        why = "not trained (report only)"
+    else:
+        why = (
+            f"unfinished: {prev.get('epochs_completed', 0)} of {max_epochs} epochs "
+            "(report only; run without it to resume)"
+        )
+    return {
+        "task": job.task,
+        "model": job.model,
+        "preset": job.preset,
+        "status": "not run",
+        "error": why,
+        "skipped": True,
+    }
+
+
 def run_grid(
     jobs: Iterable[Job],
     out_dir: str | Path,
@@ -75,6 +94,7 @@ def run_grid(
     get_spec: Callable[[str], TaskSpec] | None = None,
     log: Callable[[str], None] | None = print,
     config_hook: Callable[[Job, dict[str, Any]], dict[str, Any]] | None = None,
+    train: bool = True,
 ) -> list[dict[str, Any]]:
     """Train every job (skipping finished runs, resuming unfinished ones); return their results.
 
@@ -87,11 +107,14 @@ def run_grid(
         log: one-line progress messages (``None``: silent).
         config_hook: ``fn(job, config) -> config`` applied to each resolved config (e.g. to set
             a tape length that depends on the task).
+        train: ``False``: train nothing; a job that has not finished is returned with
+            ``status == "not run"`` (and why in ``error``), for a report over the runs that exist.
 
     Returns:
         One dict per job, in order: the run's ``results.json`` content plus ``run_dir``,
         ``job_name`` and ``skipped`` (``True`` when it was already finished). A failed job (with
-        ``keep_going``) gives ``{"task", "model", "status": "failed", "error", "run_dir", ...}``.
+        ``keep_going``) gives ``{"task", "model", "status": "failed", "error", "run_dir", ...}``;
+        an unfinished one with ``train=False``, the same with ``"status": "not run"``.
 
     Raises:
         ConfigError: a run folder holds a run whose configuration differs from the job's (other
@@ -139,6 +162,10 @@ def run_grid(
                 res["skipped"] = True
                 if log:
                     log(f"{tag}: finished earlier, skipped")
+            elif not train:
+                res = _not_run(job, prev, cfg["trainer"]["max_epochs"])
+                if log:
+                    log(f"{tag}: {res['error']}")
             else:
                 resuming = (run_dir / LAST_CKPT).exists()
                 if log:

@@ -108,6 +108,7 @@ def reproduce(
     overrides: Sequence[str] = (),
     seed: int | None = None,
     curve_count: int = 64,
+    report_only: bool = False,
 ) -> Path:
     """Train every (task x model) pair of ``preset`` and write ``<out_dir>/report.md``.
 
@@ -116,7 +117,8 @@ def reproduce(
     skipped and interrupted ones resumed, so re-running continues a reproduction. The report holds
     our Table 2 beside the paper's, parameter counts, wall-clock per run, the quality bars, and one
     accuracy-vs-length PNG per task (``curve_count`` samples per length). The family generates all
-    its data (no data root). See :func:`..reproducer.reproduce` for the other arguments.
+    its data (no data root). ``report_only`` trains nothing and reports the finished runs in
+    ``out_dir``. See :func:`..reproducer.reproduce` for the other arguments.
     """
     family = dataclasses.replace(
         FAMILY, write_report=functools.partial(write_report, curve_count=curve_count)
@@ -129,6 +131,7 @@ def reproduce(
         models=models,
         overrides=overrides,
         seed=seed,
+        report_only=report_only,
     )
 
 

@@ -77,6 +77,7 @@ def reproduce(
     overrides: Sequence[str] = (),
     seed: int | None = None,
     data_root: str | Path | None = None,
+    report_only: bool = False,
 ) -> Path:
     """Train the four attentions for equal CPU time and write ``<out_dir>/report.md``.
 
@@ -92,6 +93,7 @@ def reproduce(
         overrides=overrides,
         seed=seed,
         data_root=data_root,
+        report_only=report_only,
     )
 
 

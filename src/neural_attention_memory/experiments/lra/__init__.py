@@ -110,6 +110,7 @@ def reproduce(
     overrides: Sequence[str] = (),
     seed: int | None = None,
     data_root: str | Path | None = None,
+    report_only: bool = False,
 ) -> Path:
     """Train NAM, softmax and linear encoders on the LRA tasks and write ``<out_dir>/report.md``.
 
@@ -133,6 +134,7 @@ def reproduce(
         overrides=overrides,
         seed=seed,
         data_root=data_root,
+        report_only=report_only,
     )
 
 
