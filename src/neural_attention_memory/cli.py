@@ -288,6 +288,28 @@ def plot(
     typer.echo(f"plot: {path}")
 
 
+@app.command()
+def probe(
+    run_dir: Path = typer.Argument(..., help="Run folder of a NAM-TM on fib or palin."),
+    digits: int = typer.Option(6, "--digits", min=1, help="Digits of the probe problems."),
+    count: int = typer.Option(128, "--count", min=1, help="Probe problems (unseen in training)."),
+    checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
+    out: Path = typer.Option(None, "--out", help="Also write the result as JSON here."),
+) -> None:
+    """Where a NAM-TM's heads point: are the digits laid out on the tape and read back aligned?"""
+    from .experiments.generalization.heads import format_alignment, head_alignment
+    from .training import ConfigError, atomic_write_json
+
+    try:
+        res = head_alignment(run_dir, digits=digits, count=count, checkpoint=checkpoint)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(format_alignment(res))
+    if out is not None:
+        atomic_write_json(out, res)
+        typer.echo(f"probe: {out}")
+
+
 @app.command("list")
 def list_(
     what: str = typer.Argument(

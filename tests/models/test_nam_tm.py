@@ -507,3 +507,42 @@ def test_property_fast_path_equals_reference(B, T, tapes, d, L, kind, variant, s
     fast = m(x, padding_mask=pad)
     ref = m.forward_reference(x, padding_mask=pad)
     _assert_close_all([fast[0], *fast[1]], [ref[0], *ref[1]])
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_trace_records_the_heads_each_step_reads_and_writes_at(kind):
+    # Every tape's write and read head forced to RIGHT: at step t both sit on cell t (mod L).
+    m = _tm(kind, L=5)
+    A, G = len(m.actions), m.num_gates
+    with torch.no_grad():
+        m.ctrl_proj.weight.zero_()
+        bias = m.ctrl_proj.bias.view(m.num_tapes, m.ctrl_size)
+        bias.zero_()
+        for head in (0, 1):
+            bias[:, G + head * A + ACTIONS.index("right")] = 60.0
+    x = torch.randn(2, 7, 8, dtype=torch.double)
+    trace: list = []
+    out, st = m.forward_reference(x, trace=trace)
+    assert len(trace) == 7
+    for t, step in enumerate(trace):
+        onehot = torch.zeros(2, m.num_tapes, 5, dtype=torch.double)
+        onehot[..., t % 5] = 1.0
+        torch.testing.assert_close(step["write_head"], onehot, atol=1e-12, rtol=0)
+        torch.testing.assert_close(step["read_head"], onehot, atol=1e-12, rtol=0)
+        assert step["p_w"].shape == (2, m.num_tapes) and step["p_r"].shape == (2, m.num_tapes)
+    # Tracing changes nothing.
+    out2, st2 = m.forward_reference(x)
+    _assert_close_all([out, *st], [out2, *st2], tol=0)
+
+
+def test_trace_of_a_stack_has_one_list_per_layer_and_needs_the_twin():
+    model = build_memory_model("nam-tm", 16, 12, dim=8, num_tapes=2, head_dim=4)
+    tokens = torch.randint(0, 16, (3, 9))
+    trace: list = []
+    with torch.no_grad():
+        out = model(tokens, reference=True, trace=trace)
+        torch.testing.assert_close(out, model(tokens, reference=True), atol=0, rtol=0)
+    assert len(trace) == 2 and all(len(layer) == 9 for layer in trace)
+    assert trace[1][0]["write_head"].shape == (3, 2, 10)  # tape of T + 1 cells
+    with pytest.raises(ValueError, match="trace: only the slow twin records heads"):
+        model(tokens, trace=[])

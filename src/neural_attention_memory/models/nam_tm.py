@@ -596,8 +596,14 @@ class NAMTuringMachine(nn.Module):
         padding_mask: Tensor | None = None,
         *,
         tape_length: int | None = None,
+        trace: list | None = None,
     ) -> tuple[Tensor, NAMTMState]:
-        """The slow twin of :meth:`forward`: same arguments, same results, line by line."""
+        """The slow twin of :meth:`forward`: same arguments, same results, line by line.
+
+        ``trace``: a list that receives one dict per step (for probes of what the heads do):
+        ``write_head`` / ``read_head`` `[B, N, L]` (the unit heads the step writes and reads at)
+        and ``p_w`` / ``p_r`` `[B, N]` (``None`` without read/write probabilities), detached.
+        """
         x, st, pad = self._check_inputs(x, state, padding_mask, tape_length)
         B, T = x.shape[:2]
         N = self.num_tapes
@@ -610,11 +616,14 @@ class NAMTuringMachine(nn.Module):
         for t in range(T):
             p = self._plan(ctrl[t], x[:, t : t + 1], None if pad is None else pad[:, t : t + 1])
             r_t = []
+            seen: dict[str, list[Tensor]] = {"write_head": [], "read_head": []}
             for n in range(N):
                 p_r = None if p.p_r is None else p.p_r[:, 0, n]
                 p_w = None if p.p_w is None else p.p_w[:, 0, n]
                 p_e = None if p.p_e is None else p.p_e[:, 0, n]
                 hw, hr = unit_norm(Hw[n]), unit_norm(Hr[n])
+                seen["write_head"].append(hw.detach())
+                seen["read_head"].append(hr.detach())
                 tapes[n] = nam_write(tapes[n], hw, p.v[:, 0, n], p_w, p_e)
                 r_t.append(nam_read(tapes[n], hr, p_r))
                 if self.jump and self.key_tape == "position":  # keys at positions, K^T q
@@ -636,6 +645,11 @@ class NAMTuringMachine(nn.Module):
                     new.append(H_new)
                 Hr[n], Hw[n] = new
             reads.append(torch.stack(r_t, dim=1))  # [B, N, d]
+            if trace is not None:
+                step = {name: torch.stack(hs, dim=1) for name, hs in seen.items()}
+                for name, g in (("p_w", p.p_w), ("p_r", p.p_r)):
+                    step[name] = None if g is None else g[:, 0].detach()
+                trace.append(step)
         r = torch.stack(reads, dim=1)  # [B, T, N, d]
         out = self.out_proj(r.reshape(B, T, -1))
         if pad is not None:
@@ -702,7 +716,7 @@ class NAMTMStack(nn.Module):
     ) -> NAMTMState:
         return self.layers[0].init_state(batch, device, dtype, tape_length=tape_length)
 
-    def _run(self, x, state, padding_mask, tape_length, reference, use_kernel=True):
+    def _run(self, x, state, padding_mask, tape_length, reference, use_kernel=True, trace=None):
         st = state
         for i, layer in enumerate(self.layers):
             if i > 0:
@@ -715,6 +729,9 @@ class NAMTMStack(nn.Module):
                     st = blank._replace(tape=st.tape, key_tape=st.key_tape, heads=st.heads)
             kw = {"tape_length": tape_length if i == 0 else None}
             if reference:
+                if trace is not None:
+                    trace.append([])
+                    kw["trace"] = trace[-1]
                 x, st = layer.forward_reference(x, st, padding_mask, **kw)
             else:
                 x, st = layer(x, st, padding_mask, use_kernel=use_kernel, **kw)
@@ -739,9 +756,11 @@ class NAMTMStack(nn.Module):
         padding_mask: Tensor | None = None,
         *,
         tape_length: int | None = None,
+        trace: list | None = None,
     ) -> tuple[Tensor, NAMTMState]:
-        """Every layer's slow twin."""
-        return self._run(x, state, padding_mask, tape_length, True)
+        """Every layer's slow twin; ``trace`` receives one list per layer (see
+        :meth:`NAMTuringMachine.forward_reference`)."""
+        return self._run(x, state, padding_mask, tape_length, True, trace=trace)
 
     def step(self, x_t: Tensor, state: NAMTMState | None = None) -> tuple[Tensor, NAMTMState]:
         """One token (a single unidirectional layer only)."""

@@ -174,17 +174,22 @@ class NAMTMSequenceModel(nn.Module):
         *,
         reference: bool = False,
         use_kernel: bool = True,
+        trace: list | None = None,
     ) -> Tensor:
         """`tokens [B, T]` int, `padding_mask [B, T]` bool (True = padding) -> `[B, T, C]`.
 
         ``reference=True`` runs every layer's slow twin (for tests and benchmarks);
-        ``use_kernel=False`` runs the fast path's PyTorch loop instead of the compiled kernel.
+        ``use_kernel=False`` runs the fast path's PyTorch loop instead of the compiled kernel;
+        ``trace`` (a list, with ``reference=True`` only) receives each layer's per-step heads
+        and gates (:meth:`.nam_tm.NAMTuringMachine.forward_reference`).
         """
+        if trace is not None and not reference:
+            raise ValueError("trace: only the slow twin records heads; pass reference=True")
         pad = check_tokens(tokens, padding_mask, self.vocab_size)
         h = self.embedding(tokens.long())
         L = self.tape_length_for(tokens.shape[1])
         if reference:
-            h, _ = self.stack.forward_reference(h, padding_mask=pad, tape_length=L)
+            h, _ = self.stack.forward_reference(h, padding_mask=pad, tape_length=L, trace=trace)
         else:
             h, _ = self.stack(h, padding_mask=pad, tape_length=L, use_kernel=use_kernel)
         return self.classifier(h)
