@@ -20,6 +20,7 @@ MODEL_LABELS: dict[str, str] = {
     "lsam": "LSAM",
     "nam-tm": "NAM-TM",
     "nam-tm-nojump": "NAM-TM no jump",
+    "nam-tm-2023": "NAM-TM 2023",
     "stack-rnn": "Stack-RNN",
 }
 

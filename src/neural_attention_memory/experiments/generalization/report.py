@@ -43,6 +43,7 @@ def _params_and_time(results: Sequence[Mapping[str, Any]]) -> str:
     for res in results:
         m = str(res.get("model"))
         paper = PAPER_PARAMS.get(m)
+        ran = res.get("epochs_completed")
         rows.append(
             [
                 res.get("task"),
@@ -50,8 +51,8 @@ def _params_and_time(results: Sequence[Mapping[str, Any]]) -> str:
                 format_params(res.get("num_params")),
                 f"{paper}M" if paper is not None else "—",
                 res.get("selected_epoch"),
-                f"{res.get('epochs_completed')}/{res.get('max_epochs')}",
-                format_seconds(res.get("wall_clock_s")),
+                "—" if ran is None else f"{ran}/{res.get('max_epochs')}",
+                "—" if res.get("status") == "not run" else format_seconds(res.get("wall_clock_s")),
                 format_seconds(res.get("cpu_time_s")),
                 res.get("status"),
             ]
