@@ -33,14 +33,27 @@ def test_equivalence_check_catches_a_broken_fast_path(monkeypatch):
     assert mann.check_equivalence(("lsam",))["lsam"] > mann.TOL
 
 
+def test_equivalence_check_catches_a_broken_lsam_kernel(monkeypatch):
+    # Only the kernel path is wrong (the PyTorch loop is right): still refused.
+    original = lsam._kernel_forward
+
+    def broken(*args):
+        out, M, h, saved = original(*args)
+        return out * 1.001, M, h, saved
+
+    monkeypatch.setattr(lsam, "_kernel_forward", broken)
+    errors = mann.check_equivalence(("lsam",))
+    if lsam._lsam_kernel.get() is not None:
+        assert errors["lsam"] > mann.TOL
+
+
 def test_run_writes_json_png_rows_and_ratios(tmp_path, capsys):
     result = mann.run(quick=True, out_dir=tmp_path, shapes=TINY, reps=1, memory=False)
     saved = json.loads((tmp_path / "mann.json").read_text())
     assert (tmp_path / "mann.png").stat().st_size > 0
     assert saved["rows"] == result["rows"]
     impls = {(r["family"], r["impl"]) for r in result["rows"]}
-    want = {("lsam", i) for i in ("fast", "reference", "nn.LSTM")}
-    want |= {(f, i) for f in ("nam-tm-2022", "nam-tm-2023") for i in mann._impls(f)}
+    want = {(f, i) for f in mann.FAMILIES for i in ("fast", "torch", "reference", "nn.LSTM")}
     assert impls == want
     assert all(r["step_ms"] > 0 for r in result["rows"])
     assert set(result["targets"]) == {
@@ -48,7 +61,8 @@ def test_run_writes_json_png_rows_and_ratios(tmp_path, capsys):
         "quick: nam-tm-2022 fast / nn.LSTM (step)",
         "quick: nam-tm-2023 fast / nn.LSTM (step)",
     }
-    assert "quick: nam-tm-2023 torch loop / kernel (step)" in result["ratios"]
+    for family in mann.FAMILIES:
+        assert f"quick: {family} torch loop / kernel (step)" in result["ratios"]
     peers = {r["width"] for r in result["rows"] if r["impl"] == "nn.LSTM"}
     assert peers == {256, 128}  # same width as the model, 2 layers
     assert torch.get_num_threads() == 1

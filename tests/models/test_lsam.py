@@ -202,12 +202,14 @@ def test_bad_inputs():
         m.step(torch.randn(2, 3, 5))
 
 
-def test_float32_gradients_stay_accurate_on_long_sequences():
-    # The backward rebuilds M_{t-1} = M_t - u k^T; rounding must not pile up over many steps.
+@pytest.mark.parametrize("use_kernel", [True, False])
+def test_float32_gradients_stay_accurate_on_long_sequences(use_kernel):
+    # The backward rebuilds M_{t-1} = M_t - u k^T; rounding must not pile up over many steps
+    # (the C kernel and the PyTorch loop both).
     m = LSAM(8, 16, 4)
     x = torch.randn(2, 300, 8)
     cot = torch.randn(2, 300, 16)
-    g32 = torch.autograd.grad((m(x)[0] * cot).sum(), list(m.parameters()))
+    g32 = torch.autograd.grad((m(x, use_kernel=use_kernel)[0] * cot).sum(), list(m.parameters()))
     m64 = LSAM(8, 16, 4).double()
     m64.load_state_dict(m.state_dict())
     out64 = m64.forward_reference(x.double())[0]
@@ -234,10 +236,11 @@ def test_property_fast_path_equals_reference(
     m = LSAM(3, heads * d, heads, layers, bidirectional, separate_erase=separate_erase).double()
     x = torch.randn(B, T, 3, dtype=torch.double)
     pad = torch.rand(B, T) < 0.3  # anywhere, whole rows included
-    fast, (M, h) = m(x, padding_mask=pad)
     ref, (Mr, hr) = m.forward_reference(x, padding_mask=pad)
-    for a, b in ((fast, ref), (M, Mr), (h, hr)):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    for use_kernel in (True, False):
+        fast, (M, h) = m(x, padding_mask=pad, use_kernel=use_kernel)
+        for a, b in ((fast, ref), (M, Mr), (h, hr)):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
 def test_learns_to_reverse_short_digit_strings():

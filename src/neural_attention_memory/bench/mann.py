@@ -5,8 +5,9 @@ every position, backward, Adam update) of the sequence models of
 :mod:`neural_attention_memory.models.sequence` (``lsam``, ``nam-tm-2022`` = plain ``nam-tm``,
 ``nam-tm-2023``) is timed for
 
-* the fast path (``LSAM.forward``; NAM-TM with its compiled tape kernel),
-* NAM-TM's fast path with the PyTorch tape loop instead of the kernel (``torch``: the fallback),
+* the fast path with its compiled C kernel (LSAM: the step kernel of :mod:`..models._lsam_kernel`;
+  NAM-TM: the tape kernel),
+* the same fast path with its PyTorch loop instead of the kernel (``torch``: the fallback),
 * the line-by-line twin (``forward_reference``: the ``LSAMCell`` loop / the NAM-TM loop over steps
   and tapes with ``nam_write`` / ``nam_read`` / ``torch.roll``),
 * the peer: an embedding + 2-layer ``nn.LSTM`` of the same width + classifier (issue 9 §2).
@@ -67,14 +68,12 @@ def _width(model: nn.Module) -> int:
 
 
 def _impls(family: str) -> tuple[str, ...]:
-    if family == "lsam":
-        return ("fast", "reference", "nn.LSTM")
     return ("fast", "torch", "reference", "nn.LSTM")
 
 
 def check_equivalence(names: tuple[str, ...] = FAMILIES) -> dict[str, float]:
     """Max abs difference (outputs and all gradients) between each fast path and its twin, float64
-    (NAM-TM: the larger of the kernel's and the PyTorch loop's)."""
+    (the larger of the kernel's and the PyTorch loop's)."""
     small = {"lsam": {"hidden_size": 16, "num_heads": 4, "separate_erase": True}}
     errors: dict[str, float] = {}
     for name in names:
@@ -86,9 +85,7 @@ def check_equivalence(names: tuple[str, ...] = FAMILIES) -> dict[str, float]:
         pad[1, 4:] = True
         cot = torch.randn(3, 7, CLASSES, dtype=torch.double)
         params = list(model.parameters())
-        runs = [{"reference": True}, {}]
-        if name != "lsam":
-            runs.append({"use_kernel": False})
+        runs = [{"reference": True}, {}, {"use_kernel": False}]
         results = []
         for kw_run in runs:
             out = model(tokens, pad, **kw_run)
@@ -293,10 +290,7 @@ def run(
                 "<=",
             )
             ratio(f"{size}: {family} reference / fast (step)", get(size, family, "reference"), fast)
-            if family != "lsam":
-                ratio(
-                    f"{size}: {family} torch loop / kernel (step)", get(size, family, "torch"), fast
-                )
+            ratio(f"{size}: {family} torch loop / kernel (step)", get(size, family, "torch"), fast)
             ratio(
                 f"{size}: {family} reference / fast (peak)",
                 get(size, family, "reference", "peak_mb"),

@@ -11,9 +11,11 @@ One step, with input ``x_t`` and previous hidden ``h_{t-1}``::
 reference the fast path is tested against). :class:`LSAM` follows the library's sequence protocol
 (``forward(x, state=None, padding_mask=None) -> (y, LSAMState)``, ``step``, ``init_state``) and is
 the fast path: the input half of every projection is one matmul over the whole sequence, and
-each step does one ``addmm`` plus a handful of per-head ops (tied erase folds into one rank-1
-update ``M + p_w (v - M k) k^T``), inside an ``autograd.Function`` (:class:`_LSAMScan`) whose
-hand-written backward rebuilds each previous memory instead of storing one per step.
+each step does one ``addmm`` plus the per-head work (tied erase folds into one rank-1 update
+``M + p_w (v - M k) k^T``), inside an ``autograd.Function`` (:class:`_LSAMScan`) whose
+hand-written backward rebuilds each previous memory instead of storing one per step. The per-head
+work of a step runs in one call of a compiled C kernel (:mod:`._lsam_kernel`, one pass over each
+memory) when it is available, else in a PyTorch loop (``use_kernel=False``; same results).
 :meth:`LSAM.forward_reference` steps the cells and is differentiated by autograd.
 
 Shapes: ``B`` batch, ``T`` time, ``H`` heads, ``d = hidden_size / H`` head size, memories
@@ -28,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..functional import nam_read, nam_write, unit_norm
+from . import _lsam_kernel
 from ._checks import check_padding_mask
 
 __all__ = ["LSAM", "LSAMCell", "LSAMState"]
@@ -155,11 +158,18 @@ class _LSAMScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, X, W, M0, h0, keep, H, d, G, reverse):
+    def forward(ctx, X, W, M0, h0, keep, H, d, G, reverse, kernel):
         # X [T, B, P] input projections, W [P, hidden], M0 [B, H, d, d], h0 [B, hidden],
-        # keep [T, B*H, 1, 1] (1 = real token) or None.
+        # keep [T, B] (1 = real token) or None, kernel: an LSAMKernel or None (PyTorch loop).
+        ctx.shape = (X.shape[0], X.shape[1], H, d, G, reverse)
+        ctx.kernel = kernel
+        if kernel is not None:
+            out, M, h, saved = _kernel_forward(kernel, X, W, M0, h0, keep, H, d, G, reverse)
+            ctx.save_for_backward(X, M0, h0, W, keep, *saved)
+            return out, M, h
         T, B, P = X.shape
         BH = B * H
+        kh = _keep_heads(keep, H)
         M = M0.reshape(BH, d, d).clone()
         h = h0
         Wt = W.t()
@@ -180,8 +190,8 @@ class _LSAMScan(torch.autograd.Function):
             qk = torch.div(qk, nrm.clamp_min_(_EPS), out=QK[t])
             q, k = qk[:, 0:1], qk[:, 1:2]
             g = torch.sigmoid(z[..., 3 * d :], out=GR[t])
-            if keep is not None:
-                g = g * keep[t]
+            if kh is not None:
+                g = g * kh[t]
             Mk = torch.bmm(k, M.transpose(1, 2))  # (M k)^T
             if G == 2:
                 uraw = torch.sub(z[..., 2 * d : 3 * d], Mk, out=VV[t])
@@ -194,16 +204,16 @@ class _LSAMScan(torch.autograd.Function):
             y = torch.bmm(q, M.transpose(1, 2), out=Y[t])
             h_t = torch.mul(y, g[..., 0:1]).view(B, -1)
             out[t] = h_t
-            h = h_t if keep is None else torch.where(keep[t].view(B, H)[:, :1] > 0, h_t, h)
-        ctx.save_for_backward(X, M0, h0, W, M, QK, NRM, GR, VV, MK, Y, HP, keep)
-        ctx.shape = (T, B, H, d, G, reverse)
+            h = h_t if kh is None else torch.where(kh[t].view(B, H)[:, :1] > 0, h_t, h)
+        ctx.save_for_backward(X, M0, h0, W, keep, M, QK, NRM, GR, VV, MK, Y, HP)
         return out, M.view(B, H, d, d), h
 
     @staticmethod
     def backward(ctx, d_out, d_MT, d_hT):
-        X, M0, h0, W, M_T, QK, NRM, GR, VV, MK, Y, HP, keep = ctx.saved_tensors
+        X, M0, h0, W, keep = ctx.saved_tensors[:5]
+        saved = ctx.saved_tensors[5:]
         T, B, H, d, G, reverse = ctx.shape
-        d_out = torch.zeros_like(HP) if d_out is None else d_out
+        d_out = X.new_zeros(T, B, H * d) if d_out is None else d_out
         d_MT = torch.zeros_like(M0) if d_MT is None else d_MT
         d_hT = torch.zeros_like(h0) if d_hT is None else d_hT
         if torch.is_grad_enabled():
@@ -211,12 +221,19 @@ class _LSAMScan(torch.autograd.Function):
             # autograd twin, whose graph is exact to any order.
             inputs = (X, W, M0, h0)
             with torch.enable_grad():
-                outs = _lsam_scan_autograd(X, W, M0, h0, keep, H, d, G, reverse)
+                outs = _lsam_scan_autograd(X, W, M0, h0, _keep_heads(keep, H), H, d, G, reverse)
                 need = [t for t in inputs if t.requires_grad]
                 grads = iter(
                     torch.autograd.grad(outs, need, (d_out, d_MT, d_hT), create_graph=True)
                 )
-            return (*(next(grads) if t.requires_grad else None for t in inputs), *[None] * 5)
+            return (*(next(grads) if t.requires_grad else None for t in inputs), *[None] * 6)
+        if ctx.kernel is not None:
+            grads = _kernel_backward(
+                ctx.kernel, W, keep, saved, d_out, d_MT, d_hT, H, d, G, reverse
+            )
+            return (*grads, *[None] * 6)
+        M_T, QK, NRM, GR, VV, MK, Y, HP = saved
+        keep = _keep_heads(keep, H)
         BH = B * H
         M = M_T.clone()
         dM = d_MT.reshape(BH, d, d).clone()
@@ -277,7 +294,7 @@ class _LSAMScan(torch.autograd.Function):
             if dpass is not None:
                 dh = dh + dpass
         dW = dZ.view(T * B, -1).t() @ HP.view(T * B, -1)
-        return dZ, dW, dM.view(B, H, d, d), dh, None, None, None, None, None
+        return dZ, dW, dM.view(B, H, d, d), dh, *[None] * 6
 
 
 def _lsam_scan_autograd(X, W, M0, h0, keep, H, d, G, reverse):
@@ -305,23 +322,109 @@ def _lsam_scan_autograd(X, W, M0, h0, keep, H, d, G, reverse):
     return torch.stack(outs), M.view(B, H, d, d), h
 
 
+def _keep_heads(keep: Tensor | None, H: int) -> Tensor | None:
+    """`[T, B]` -> `[T, B*H, 1, 1]` (the PyTorch loop's layout: one row per head)."""
+    return None if keep is None else keep.repeat_interleave(H, dim=1)[..., None, None]
+
+
+def _kernel_forward(kernel, X, W, M0, h0, keep, H, d, G, reverse):
+    """:class:`_LSAMScan`'s forward with the per-head work of each step in C (``_lsam_kernel.c``).
+
+    Per step: ``z = X_t + h_{t-1} W^T`` (one ``addmm``), then one C call that updates ``M`` and
+    writes the step's output, the carried hidden state and the saved vectors straight into their
+    `[T, ...]` buffers. ``HP [T + 1, B, hidden]`` holds every hidden state: ``HP[t]`` (forward;
+    ``HP[t + 1]`` reversed) is the one before step ``t``.
+    """
+    T, B, P = X.shape
+    BH, hid = B * H, H * d
+    X = X.contiguous()
+    M = M0.reshape(BH, d, d).clone(memory_format=torch.contiguous_format)
+    new = X.new_empty
+    QK, NRM, GR = new(T, BH, 2, d), new(T, BH, 2), new(T, BH, G)
+    VV, MK, Y = new(T, BH, d), new(T, BH, d) if G == 3 else None, new(T, BH, d)
+    HP, out, Z = new(T + 1, B, hid), new(T, B, hid), new(B, P)
+    HP[T if reverse else 0] = h0
+    Wt = W.t()
+    fn = kernel.forward_step(X.dtype)
+    es = X.element_size()
+
+    def ptr(x, t, per):  # address of row block t of x (0 for a missing buffer)
+        return 0 if x is None else x.data_ptr() + t * per * es
+
+    step = BH * d
+    for t in range(T - 1, -1, -1) if reverse else range(T):
+        hi, ho = (t + 1, t) if reverse else (t, t + 1)  # HP rows before / after step t
+        torch.addmm(X[t], HP[hi], Wt, out=Z)
+        fn(BH, H, d, G, Z.data_ptr(), ptr(keep, t, B), M.data_ptr(),
+           ptr(QK, t, 2 * step), ptr(NRM, t, 2 * BH), ptr(GR, t, G * BH), ptr(VV, t, step),
+           ptr(MK, t, step), ptr(Y, t, step), ptr(out, t, step), ptr(HP, hi, step),
+           ptr(HP, ho, step))  # fmt: skip
+    h = HP[0] if reverse else HP[T]
+    return out, M.view(B, H, d, d), h, (M, QK, NRM, GR, VV, MK, Y, HP)
+
+
+def _kernel_backward(kernel, W, keep, saved, d_out, d_MT, d_hT, H, d, G, reverse):
+    """Gradients of :func:`_kernel_forward` w.r.t. ``(X, W, M0, h0)``: per step (in reverse) one C
+    call (rebuilds ``M_{t-1}``, accumulates ``dM``, writes ``dz`` into ``dZ[t]``), then
+    ``dh_{t-1} = dz W`` (plus, on padded rows, the carried ``dh``)."""
+    M_T, QK, NRM, GR, VV, MK, Y, HP = saved
+    T, B, P = HP.shape[0] - 1, HP.shape[1], W.shape[0]
+    BH = B * H
+    M = M_T.clone()
+    dM = d_MT.reshape(BH, d, d).clone(memory_format=torch.contiguous_format)
+    dh = d_hT.clone(memory_format=torch.contiguous_format)
+    d_out = d_out.contiguous()
+    dZ = d_out.new_empty(T, B, P)
+    dpass = None if keep is None else torch.empty_like(dh)
+    fn = kernel.backward_step(d_out.dtype)
+    es = d_out.element_size()
+
+    def ptr(x, t, per):
+        return 0 if x is None else x.data_ptr() + t * per * es
+
+    step = BH * d
+    for t in range(T) if reverse else range(T - 1, -1, -1):
+        rc = fn(BH, H, d, G, ptr(keep, t, B), ptr(d_out, t, step), dh.data_ptr(),
+                ptr(QK, t, 2 * step), ptr(NRM, t, 2 * BH), ptr(GR, t, G * BH), ptr(VV, t, step),
+                ptr(MK, t, step), ptr(Y, t, step), M.data_ptr(), dM.data_ptr(), ptr(dZ, t, B * P),
+                ptr(dpass, 0, 0))  # fmt: skip
+        if rc:
+            raise MemoryError("LSAM step kernel: out of memory for its scratch buffer")
+        if dpass is None:
+            torch.mm(dZ[t], W, out=dh)
+        else:
+            torch.addmm(dpass, dZ[t], W, out=dh)
+    hs = HP[1:] if reverse else HP[:T]  # the hidden state each step read
+    dW = dZ.view(T * B, P).t() @ hs.reshape(T * B, -1)
+    return dZ, dW, dM.view(B, H, d, d), dh
+
+
 def _fast_direction(
-    cell: LSAMCell, X: Tensor, M: Tensor, h: Tensor, keep: Tensor | None, reverse: bool
+    cell: LSAMCell,
+    X: Tensor,
+    M: Tensor,
+    h: Tensor,
+    keep: Tensor | None,
+    reverse: bool,
+    use_kernel: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Run one direction of one layer over precomputed input projections.
 
     Args:
         X: `[T, B, P]` input projections (time-major, bias included).
         M: `[B, H, d, d]`; h: `[B, hidden]`.
-        keep: `[T, B, 1]` 1.0 on real tokens, 0.0 on padding, or None.
+        keep: `[T, B]` 1.0 on real tokens, 0.0 on padding, or None.
+        use_kernel: run each step's per-head work in the C kernel when it is available (float32 /
+            float64 CPU tensors), else the PyTorch loop.
     Returns:
         ``out [T, B, hidden]`` (zero on padding), final ``M``, final ``h``.
     """
     H, d, G = cell.num_heads, cell.head_dim, cell.num_gates
-    kb = None
-    if keep is not None:
-        kb = keep.repeat_interleave(H, dim=1).unsqueeze(-1)  # [T, B*H, 1, 1]
-    return _LSAMScan.apply(X, cell.hidden_proj.weight, M, h, kb, H, d, G, reverse)
+    keep = None if keep is None else keep.contiguous()  # the kernel indexes it as [T, B]
+    kernel = _lsam_kernel.get() if use_kernel else None
+    if kernel is not None and not all(kernel.supports(t) for t in (X, M, h)):
+        kernel = None
+    return _LSAMScan.apply(X, cell.hidden_proj.weight, M, h, keep, H, d, G, reverse, kernel)
 
 
 class LSAM(nn.Module):
@@ -447,13 +550,15 @@ class LSAM(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------------
 
-    def _run(self, x: Tensor, state: object, padding_mask: object, reference: bool):
+    def _run(
+        self, x: Tensor, state: object, padding_mask: object, reference: bool, use_kernel=True
+    ):
         x = self._check_x(x)
         xs = x.transpose(0, 1) if self.batch_first else x  # [T, B, F]
         T, B = xs.shape[0], xs.shape[1]
         pad = check_padding_mask(padding_mask, B, T)
         M0, h0 = self._check_state(state, B, x)
-        keep = None if pad is None else (~pad).t().to(x.dtype).unsqueeze(-1)  # [T, B, 1]
+        keep = None if pad is None else (~pad).t().to(x.dtype).contiguous()  # [T, B]
         D = self.num_directions
         Ms, hs = [], []
         inp = xs
@@ -470,7 +575,9 @@ class LSAM(nn.Module):
                     out, M, h = torch.stack(ys), st.M, st.h
                 else:
                     X = cell.input_proj(inp)  # [T, B, P]: the input half for every step at once
-                    out, M, h = _fast_direction(cell, X, M0[:, i], h0[:, i], keep, direction == 1)
+                    out, M, h = _fast_direction(
+                        cell, X, M0[:, i], h0[:, i], keep, direction == 1, use_kernel
+                    )
                 outs.append(out)
                 Ms.append(M)
                 hs.append(h)
@@ -481,7 +588,11 @@ class LSAM(nn.Module):
         return out, LSAMState(torch.stack(Ms, 1), torch.stack(hs, 1))
 
     def forward(
-        self, x: Tensor, state: LSAMState | None = None, padding_mask: Tensor | None = None
+        self,
+        x: Tensor,
+        state: LSAMState | None = None,
+        padding_mask: Tensor | None = None,
+        use_kernel: bool = True,
     ) -> tuple[Tensor, LSAMState]:
         """Run the whole sequence (fast path).
 
@@ -490,11 +601,14 @@ class LSAM(nn.Module):
             state: an :class:`LSAMState` from a previous call or :meth:`init_state`; None = zeros.
             padding_mask: `[B, T]` bool, True = padding (anywhere in the sequence): padded steps
                 write nothing, keep the state and output zeros.
+            use_kernel: run each step's per-head work in the compiled C kernel
+                (:mod:`._lsam_kernel`) when it is available; False runs the PyTorch loop (same
+                results).
         Returns:
             ``output`` `[B, T, hidden_size]` (time-major if not ``batch_first``) and the final
             state (after each sequence's last real token).
         """
-        return self._run(x, state, padding_mask, reference=False)
+        return self._run(x, state, padding_mask, reference=False, use_kernel=use_kernel)
 
     def forward_reference(
         self, x: Tensor, state: LSAMState | None = None, padding_mask: Tensor | None = None

@@ -91,15 +91,24 @@ class LSAMSequenceModel(nn.Module):
         self.classifier = nn.Linear(config.hidden_size, num_classes)
 
     def forward(
-        self, tokens: Tensor, padding_mask: Tensor | None = None, *, reference: bool = False
+        self,
+        tokens: Tensor,
+        padding_mask: Tensor | None = None,
+        *,
+        reference: bool = False,
+        use_kernel: bool = True,
     ) -> Tensor:
         """`tokens [B, T]` int, `padding_mask [B, T]` bool (True = padding) -> `[B, T, C]`.
 
-        ``reference=True`` runs the line-by-line :class:`LSAMCell` loop (tests and benchmarks).
+        ``reference=True`` runs the line-by-line :class:`LSAMCell` loop (tests and benchmarks);
+        ``use_kernel=False`` runs the fast path's PyTorch loop instead of the compiled kernel.
         """
         pad = check_tokens(tokens, padding_mask, self.vocab_size)
-        run = self.lsam.forward_reference if reference else self.lsam
-        h, _ = run(self.embedding(tokens.long()), padding_mask=pad)
+        x = self.embedding(tokens.long())
+        if reference:
+            h, _ = self.lsam.forward_reference(x, padding_mask=pad)
+        else:
+            h, _ = self.lsam(x, padding_mask=pad, use_kernel=use_kernel)
         return self.classifier(h)
 
 
