@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -84,3 +85,19 @@ def test_probe_cli_prints_the_table_and_writes_json(runs, tmp_path):
     assert res.exit_code == 0, res.output
     assert "| layer | tape | distinct cells" in res.output
     assert out.is_file() and '"digits": 3' in out.read_text()
+
+
+def test_a_hit_needs_the_needed_token_to_stand_out():
+    from neural_attention_memory.experiments.generalization.heads import _hits
+
+    n, tokens = 3, 7
+    rows, src_a, src_b = np.arange(n), np.array([0, 1, 2]), np.array([4, 5, 6])
+    aligned = torch.zeros(2, n, tokens)
+    aligned[:, rows, src_a] = 1.0  # each slot reads exactly the cell of its a_j
+    res = _hits(aligned, rows, src_a, src_b, "")
+    assert res == {"overlap_a": 1.0, "overlap_b": 0.0, "hit_a": 1.0, "hit_b": 0.0}
+    piled = torch.ones(2, n, tokens)  # every token written to one cell: all overlaps tie
+    assert _hits(piled, rows, src_a, src_b, "")["hit_a"] == 0.0
+    assert _hits(None, rows, src_a, src_b, "prev_") == dict.fromkeys(
+        ["prev_overlap_a", "prev_overlap_b", "prev_hit_a", "prev_hit_b"]
+    )

@@ -13,12 +13,13 @@ layer and tape:
 - ``write_head_max`` / ``read_head_max``: the largest entry of the unit head (1 = one cell);
 - ``overlap_a`` / ``overlap_b``: mean ``<read head at slot j, write head at the token>`` for the
   token the answer needs (``a_j``; fib also ``b_j``, palin ``d_j`` as a control);
-- ``hit_a`` / ``hit_b``: how often that token is the problem token whose write head overlaps
-  the read head most (chance about ``1 / tokens``);
+- ``hit_a`` / ``hit_b``: how often that token's write head overlaps the read head more than any
+  other problem token's does (by :data:`HIT_MARGIN`; tokens piled into one cell tie: no hit);
 - ``p_w`` at the problem's digits and ``p_r`` at the answer slots (``None`` without gates).
 
-Layer ``l > 1`` starts from layer ``l - 1``'s final value tape, so its reads are compared with
-the previous layer's write heads (where the digits sit on that tape).
+Layer ``l > 1`` starts from layer ``l - 1``'s final value tape, so its reads are also compared
+with the previous layer's write heads (where that layer put the digits): ``prev_overlap_*`` and
+``prev_hit_*`` (``None`` in layer 1).
 
 ``nam probe RUN_DIR [--digits 6]`` prints the table; :func:`head_alignment` returns it as a dict.
 """
@@ -41,6 +42,8 @@ from ..registry import get_task
 __all__ = ["format_alignment", "head_alignment"]
 
 TASKS = ("fib", "palin")
+#: A hit needs the needed token's overlap to beat every other token's by this much.
+HIT_MARGIN = 0.05
 
 
 def _positions(task: str, n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
@@ -72,6 +75,34 @@ def _load(run_dir: Path, checkpoint: str) -> tuple[dict[str, Any], NAMTMSequence
             f"run_dir: the probe needs a NAM-TM run, got model {config['model']['name']!r}"
         )
     return config, module.model.eval()
+
+
+def _hits(O, rows, src_a, src_b, prefix: str) -> dict[str, float | None]:
+    """Mean overlap with, and share of argmax hits on, the tokens ``src_a`` / ``src_b``."""
+    keys = [f"{prefix}{m}_{w}" for m in ("overlap", "hit") for w in ("a", "b")]
+    if O is None:
+        return dict.fromkeys(keys)
+
+    def hit(src: np.ndarray) -> float:
+        # The needed token must overlap the read head strictly most (by HIT_MARGIN): tokens piled
+        # into one cell tie, and a tie is no alignment.
+        mine = O[:, rows, src]  # [B, slots]
+        others = O.clone()
+        others[:, rows, src] = -float("inf")
+        return (mine > others.amax(-1) + HIT_MARGIN).float().mean().item()
+
+    return dict(
+        zip(
+            keys,
+            [
+                O[:, rows, src_a].mean().item(),
+                O[:, rows, src_b].mean().item(),
+                hit(src_a),
+                hit(src_b),
+            ],
+            strict=True,
+        )
+    )
 
 
 def head_alignment(
@@ -125,9 +156,13 @@ def head_alignment(
     for li, steps in enumerate(trace):
         hw = torch.stack([s["write_head"] for s in steps], 1)  # [B, T, N, L]
         hr = torch.stack([s["read_head"] for s in steps], 1)
-        where = hw if prev_hw is None else prev_hw  # the cells this layer's tape got its digits at
-        O = torch.einsum("bjnl,btnl->bnjt", hr[:, slots], where[:, :P])  # [B, N, slots, tokens]
-        best = O.argmax(-1)  # [B, N, n]
+        # read head at each slot . write head at each problem token: [B, N, slots, tokens]
+        O = torch.einsum("bjnl,btnl->bnjt", hr[:, slots], hw[:, :P])
+        Op = (
+            None
+            if prev_hw is None
+            else torch.einsum("bjnl,btnl->bnjt", hr[:, slots], prev_hw[:, :P])
+        )
         tapes = []
         for k in range(hw.shape[2]):
             cells = hw[:, :P, k].argmax(-1)
@@ -145,10 +180,8 @@ def head_alignment(
                     "distinct_cells": float(np.mean([len(set(c.tolist())) / P for c in cells])),
                     "write_head_max": hw[:, :P, k].amax(-1).mean().item(),
                     "read_head_max": hr[:, slots, k].amax(-1).mean().item(),
-                    "overlap_a": O[:, k, rows, src_a].mean().item(),
-                    "overlap_b": O[:, k, rows, src_b].mean().item(),
-                    "hit_a": (best[:, k] == torch.as_tensor(src_a)).float().mean().item(),
-                    "hit_b": (best[:, k] == torch.as_tensor(src_b)).float().mean().item(),
+                    **_hits(O[:, k], rows, src_a, src_b, ""),
+                    **_hits(None if Op is None else Op[:, k], rows, src_a, src_b, "prev_"),
                     **gate,
                 }
             )
@@ -166,8 +199,8 @@ def format_alignment(result: dict[str, Any]) -> str:
         f"{100 * result['seq_acc']:.1f}%, token accuracy {100 * result['tok_acc']:.1f}%",
         "",
         f"| layer | tape | distinct cells | write / read head max | overlap {a} / {b} "
-        f"| hit {a} / {b} | p_w digits | p_r slots |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| hit {a} / {b} | hit {a} / {b}, previous layer's cells | p_w digits | p_r slots |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def f(x: float | None) -> str:
@@ -179,6 +212,6 @@ def format_alignment(result: dict[str, Any]) -> str:
                 f"| {layer['layer']} | {t['tape']} | {f(t['distinct_cells'])} "
                 f"| {f(t['write_head_max'])} / {f(t['read_head_max'])} "
                 f"| {f(t['overlap_a'])} / {f(t['overlap_b'])} | {f(t['hit_a'])} / {f(t['hit_b'])} "
-                f"| {f(t['p_w'])} | {f(t['p_r'])} |"
+                f"| {f(t['prev_hit_a'])} / {f(t['prev_hit_b'])} | {f(t['p_w'])} | {f(t['p_r'])} |"
             )
     return "\n".join(lines)
