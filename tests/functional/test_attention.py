@@ -310,3 +310,18 @@ def test_non_causal_fast_path_equals_general_path(gates, monkeypatch):
         torch.testing.assert_close(a, b)
     big = k.detach().float() * 1e30  # squares overflow float32: the fast path declines
     assert att._nam_attention_fast(q.detach().float(), big, v.detach().float(), None, None) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_non_causal_no_grad_path_equals_naive_twin(dtype):
+    # Without autograd the fast path writes each head straight into one output tensor
+    # (_write_then_read_into); it must give the naive twin's numbers, gates and half inputs too.
+    q, k, v, p_w, _, p_r, _ = make_inputs(T=23, requires_grad=False)
+    q, k, v, p_w, p_r = (x.to(dtype) for x in (q, k, v, p_w, p_r))
+    with torch.no_grad():
+        out = F.nam_attention(q, k, v, p_w, p_r)
+    assert out.dtype == dtype
+    args = (x.double() for x in (q, k, v, p_w, p_r))
+    ref = F.naive_nam_attention(*args)
+    tol = 1e-12 if dtype == torch.float64 else 2e-2 * ref.abs().max().item()
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=tol)

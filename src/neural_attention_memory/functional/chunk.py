@@ -64,10 +64,12 @@ _BLOCK_ROWS = 4096
 def _unit_lower_inverse(E: Tensor) -> Tensor:
     """``(I + E)^{-1}`` for strictly lower-triangular ``E`` `[..., C, C]`: one batched LAPACK
     unit-triangular solve against the identity (measured 2-3x faster on this CPU than blocked row
-    substitution written with batched matmuls, for C = 32 and 64)."""
+    substitution written with batched matmuls, for C = 32 and 64). Solved from the right
+    (``X (I + E) = I``, the same inverse): LAPACK then takes ``E`` as it is, where a left solve
+    first copies it transposed; measured ~1.6x faster than the left solve at C = 64."""
     C = E.shape[-1]
     eye = torch.eye(C, dtype=E.dtype, device=E.device).expand(E.shape)
-    return torch.linalg.solve_triangular(E, eye, upper=False, unitriangular=True)
+    return torch.linalg.solve_triangular(E, eye, upper=False, left=False, unitriangular=True)
 
 
 def _tril_qk(q: Tensor, k: Tensor, diagonal: int) -> Tensor:
@@ -167,7 +169,9 @@ def _normalize_into(src: Tensor, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     eps)``): exact wherever ``n`` is finite (so the caller checks ``n``; a row whose squares
     overflow goes to :func:`_normalize_`). Returns ``(n, g, big)`` with ``g = 1 / max(n, eps)``
     and ``big = n >= eps``, the terms of :func:`_normalize_`'s backward."""
-    n = torch.linalg.vector_norm(src, dim=-1, keepdim=True, dtype=out.dtype)
+    # (dtype= only for half src: with it the float32 reduction takes a measured ~1.5x slower kernel)
+    kw = {} if src.dtype == out.dtype else {"dtype": out.dtype}
+    n = torch.linalg.vector_norm(src, dim=-1, keepdim=True, **kw)
     g = n.clamp_min(_EPS).reciprocal_()
     torch.mul(src, g, out=out)
     return n, g, n >= _EPS
@@ -290,18 +294,23 @@ def _split(Y: Tensor, d_v: int) -> tuple[Tensor, Tensor | None]:
     return Y[..., :d_v], (Y[..., d_v:] if Y.shape[-1] > d_v else None)
 
 
-def _states(Uv: Tensor, Wk: Tensor | None, k: Tensor, S: Tensor) -> Tensor:
-    """Fill ``S[1:]`` (`[L + 1, G, d_v, d_k]`, ``S[0]`` given) with the chunk-end states; return ``U``."""
+def _states(Uv: Tensor, Wk: Tensor | None, k: Tensor, St: Tensor) -> Tensor:
+    """Fill ``St[1:]`` (`[L + 1, G, d_k, d_v]`, ``St[0]`` given) with the chunk-end states,
+    transposed (``S^T``: every product of the loop and of ``Q S^T`` is then a plain, untransposed
+    BLAS product, measured ~25% faster than one with a transposed right operand); return ``U``."""
     L = k.shape[0]
-    if Wk is None:  # no erase: U = Uv, and the states are a running sum of U^T K
-        torch.matmul(Uv.transpose(-1, -2), k, out=S[1:])
+    if Wk is None:  # no erase: U = Uv, and the states are a running sum of K^T U
+        torch.matmul(k.transpose(-1, -2), Uv, out=St[1:])
+        Ss = St.unbind(0)
         for j in range(L):  # (a loop of adds: cumsum over a leading dim is ~10x slower)
-            S[j + 1].add_(S[j])
+            Ss[j + 1].add_(Ss[j])
         return Uv
     U = torch.empty(Uv.shape, dtype=Uv.dtype, device=Uv.device)
+    # unbind once: per-step indexing costs several dispatcher calls per chunk.
+    Ss, Us, Uvs, Wks, ks = St.unbind(0), U.unbind(0), Uv.unbind(0), Wk.unbind(0), k.unbind(0)
     for j in range(L):
-        torch.baddbmm(Uv[j], Wk[j], S[j].transpose(-1, -2), beta=1, alpha=-1, out=U[j])
-        torch.baddbmm(S[j], U[j].transpose(-1, -2), k[j], out=S[j + 1])
+        torch.baddbmm(Uvs[j], Wks[j], Ss[j], beta=1, alpha=-1, out=Us[j])  # U = Uv - Wk S^T
+        torch.baddbmm(Ss[j], ks[j].transpose(-1, -2), Us[j], out=Ss[j + 1])  # S^T += K^T U
     return U
 
 
@@ -377,12 +386,13 @@ def _forward(ctx, q, k, v, w, e, r, S0, mask, C):
     fast = _fast_ok(q)
     O = q.new_empty((B, T, H, d_v))
     starts = range(0, N, L)
-    Sb = q.new_empty((len(starts) + 1, G, d_v, d_k), dtype=cdt)  # block-start states; Sb[-1] final
+    # Block-start states, transposed (S^T, see _states); Sb[-1] the final one.
+    Sb = q.new_empty((len(starts) + 1, G, d_k, d_v), dtype=cdt)
     if S0 is None:
         Sb[0].zero_()
     else:
-        Sb[0].copy_(S0.reshape(G, d_v, d_k))
-    S = q.new_empty((L + 1, G, d_v, d_k), dtype=cdt)  # chunk-start states of one block
+        Sb[0].copy_(S0.reshape(G, d_v, d_k).transpose(-1, -2))
+    S = q.new_empty((L + 1, G, d_k, d_v), dtype=cdt)  # chunk-start states of one block (S^T)
     marks = torch.zeros((N, G, C), dtype=torch.bool, device=q.device)
     carry = torch.zeros(G, dtype=torch.bool, device=q.device)
     any_mark = False
@@ -396,7 +406,7 @@ def _forward(ctx, q, k, v, w, e, r, S0, mask, C):
         U = _states(Uv, Wk, x.k, Sl)
         Sb[b + 1] = Sl[-1]
         o = Ob[: n1 - n0]
-        torch.matmul(x.q, Sl[:-1].transpose(-1, -2), out=o)
+        torch.matmul(x.q, Sl[:-1], out=o)  # Q S^T
         o.view(-1, C, d_v).baddbmm_(_tril_qk(x.q, x.k, 0).view(-1, C, C), U.reshape(-1, C, d_v))
         if x.bad is not None or any_mark:
             m = marks[n0:n1]
@@ -409,10 +419,10 @@ def _forward(ctx, q, k, v, w, e, r, S0, mask, C):
         else:
             f = x.r
         _mul_into(x.five(o), None if f is None else x.five(f.unsqueeze(-1)), O, n0, n1, C)
-    S_T = torch.where(carry.view(G, 1, 1), float("nan"), Sb[-1])  # kept in the accumulation dtype
+    S_T = torch.where(carry.view(G, 1, 1), float("nan"), Sb[-1].transpose(-1, -2))  # (cdt)
     ctx.save_for_backward(q, k, v, w, e, r, S0, mask, Sb, marks, O)
     ctx.C = C
-    return O, S_T.view(B, H, d_v, d_k)
+    return O, S_T.reshape(B, H, d_v, d_k)
 
 
 def _backward(ctx, dO, dS_last):
@@ -436,7 +446,7 @@ def _backward(ctx, dO, dS_last):
         dS.copy_(dS_last.reshape(G, d_v, d_k))
     poisoned = marks[-1, :, -1]  # [G]: the sequence holds a non-finite write somewhere
     dS.masked_fill_(poisoned.view(G, 1, 1), float("nan"))
-    S = q.new_empty((L + 1, G, d_v, d_k), dtype=cdt)
+    S = q.new_empty((L + 1, G, d_k, d_v), dtype=cdt)  # S^T, as in the forward
     starts = list(range(0, N, L))
     for b in reversed(range(len(starts))):
         n0 = starts[b]
@@ -448,7 +458,8 @@ def _backward(ctx, dO, dS_last):
         Sl = S[: nl + 1]
         Sl[0] = Sb[b]
         U = _states(Uv, Wk, x.k, Sl)  # recompute the block's chunk states from its first
-        S_start = Sl[:-1]
+        # [nl, G, d_v, d_k], copied untransposed: its two products below are then plain ones.
+        S_start = Sl[:-1].transpose(-1, -2).contiguous()
         if dO is None:
             dO5 = torch.zeros((nl, B, H, C, d_v), dtype=cdt, device=q.device)
         elif x.r is None:  # the matmuls below need it contiguous
@@ -465,7 +476,7 @@ def _backward(ctx, dO, dS_last):
                 drb = torch.linalg.vecdot(_source(O, bufs["o"], n0, n1, C), dO5).div_(r5[..., 0])
             else:  # recompute the output before the read gate
                 O_hat = torch.baddbmm(
-                    (x.q @ S_start.transpose(-1, -2)).view(-1, C, d_v),
+                    (x.q @ Sl[:-1]).view(-1, C, d_v),
                     P.view(-1, C, C),
                     U.reshape(-1, C, d_v),
                 )
@@ -474,7 +485,7 @@ def _backward(ctx, dO, dS_last):
             dOh = torch.mul(dO5, r5, out=bufs["dO"][:nl]).view(nl, G, C, d_v)
         dU = P.transpose(-1, -2) @ dOh  # output part of dU; the state part is added below
         Hq = dOh.transpose(-1, -2) @ x.q  # output part of dS per chunk, [L, G, d_v, d_k]
-        dSp = torch.empty_like(S_start)  # gradient w.r.t. the state after chunk j
+        dSp = S_start.new_empty(S_start.shape)  # gradient w.r.t. the state after chunk j
         if Wk is None:  # dS before chunk j = dS after the block + the Hq of the later chunks
             dSp[-1] = dS
             if nl > 1:
