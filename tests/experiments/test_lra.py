@@ -204,7 +204,7 @@ def test_reproducer_includes_user_tasks_whose_files_are_present(tmp_path, monkey
     _write_user_files(root)
     seen = {}
 
-    def fake_grid(jobs, out_dir, keep_going, log):
+    def fake_grid(jobs, out_dir, keep_going, log, train=True):
         seen["tasks"] = sorted({j.task for j in jobs})
         return []
 
