@@ -91,11 +91,17 @@ def test_medium_bars_compare_nam_tm_with_every_baseline() -> None:
     ]
     lines = "\n".join(medium_bars(results))
     assert "TF >= 90% ID on fib: 95.0% — met" in lines
-    assert "lstm >= 90% on SCAN held-out short commands: 95.0% — met" in lines
-    assert "nam-tm >= 90% on SCAN held-out short commands: 50.0% — MISSED" in lines
+    assert "LSTM >= 90% on SCAN held-out short commands: 95.0% — met" in lines
+    assert "NAM-TM >= 90% on SCAN held-out short commands: 50.0% — MISSED" in lines
     assert "NAM-TM >= 50% OD-hard on fib: 60.0% — met" in lines
-    assert "on fib: 60.0% vs best baseline transformer 0.0% (1 baselines run) — met" in lines
-    assert "on reduce: 50.0% vs best baseline lstm 70.0% (1 baselines run) — MISSED" in lines
+    assert (
+        "on fib: 60.0% vs best baseline TF 0.0% (baselines run: TF; not run: LSTM, UT, DNC, LSAM)"
+        " — met" in lines
+    )
+    assert (
+        "on reduce: 50.0% vs best baseline LSTM 70.0% (baselines run: LSTM; not run: TF," in lines
+    )
+    assert "— MISSED" in lines
     assert "at OD-hard on palin: not run" in lines
 
 

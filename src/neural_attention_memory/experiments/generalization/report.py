@@ -73,6 +73,10 @@ def _acc(
     return None
 
 
+# The paper's baselines (Table 2's columns that are not NAM-TM).
+_BASELINES = ("transformer", "lstm", "ut", "dnc", "lsam")
+
+
 def _is_nam_tm(model: str) -> bool:
     """NAM-TM's own variants and ablations are not baselines in the medium bars."""
     return model.startswith("nam-tm")
@@ -102,7 +106,8 @@ def medium_bars(results: Sequence[Mapping[str, Any]]) -> list[str]:
     }
     for model, a in scan.items():
         ok = None if a is None else a >= 0.9
-        lines.append(f"- {model} >= 90% on SCAN held-out short commands: {pct(a)} — {verdict(ok)}")
+        label = MODEL_LABELS.get(model, model)
+        lines.append(f"- {label} >= 90% on SCAN held-out short commands: {pct(a)} — {verdict(ok)}")
     nam = _acc(results, "fib", "nam-tm")
     ok = None if nam is None else nam >= 0.5
     lines.append(f"- NAM-TM >= 50% OD-hard on fib: {pct(nam)} — {verdict(ok)}")
@@ -118,9 +123,13 @@ def medium_bars(results: Sequence[Mapping[str, Any]]) -> list[str]:
             lines.append(f"- NAM-TM above every baseline at OD-hard on {task}: not run")
             continue
         best = max(base, key=lambda m: base[m])
+        ran = ", ".join(MODEL_LABELS.get(m, m) for m in base)
+        missing = [MODEL_LABELS[m] for m in _BASELINES if m not in base]
         lines.append(
             f"- NAM-TM above every baseline at OD-hard on {task}: {pct(a)} vs best baseline "
-            f"{best} {pct(base[best])} ({len(base)} baselines run) — {verdict(a > base[best])}"
+            f"{MODEL_LABELS.get(best, best)} {pct(base[best])} (baselines run: {ran}"
+            + (f"; not run: {', '.join(missing)}" if missing else "")
+            + f") — {verdict(a > base[best])}"
         )
     return lines
 
