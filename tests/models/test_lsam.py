@@ -165,6 +165,31 @@ def test_padding_anywhere_is_skipped():
     torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("impl", ["kernel", "loop", "twin"])
+def test_non_finite_padded_inputs_never_leak(impl):
+    m = LSAM(5, 12, 4, num_layers=2, separate_erase=True).double()
+    run = {
+        "kernel": lambda x, pad: m(x, padding_mask=pad, use_kernel=True),
+        "loop": lambda x, pad: m(x, padding_mask=pad, use_kernel=False),
+        "twin": lambda x, pad: m.forward_reference(x, padding_mask=pad),
+    }[impl]
+    clean = torch.randn(2, 6, 5, dtype=torch.double)
+    pad = torch.tensor([[False, True, False, False, True, True], [True] + [False] * 5])
+    dirty = clean.masked_fill(pad[..., None], float("nan"))
+    dirty[0, 4] = float("inf")
+    clean = clean.masked_fill(pad[..., None], 0.0)
+    results = []
+    for x in (clean, dirty):
+        x = x.clone().requires_grad_()
+        out, (M, h) = run(x, pad)
+        loss = (out * torch.arange(12.0, dtype=torch.double)).sum() + M.sum() + h.sum()
+        results.append([out, M, h, *torch.autograd.grad(loss, [x, *m.parameters()])])
+    for a, b in zip(*results, strict=True):
+        assert torch.isfinite(b).all()
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert torch.all(results[1][3][pad] == 0)  # no gradient to padded inputs
+
+
 def test_dropout_only_between_layers_in_training():
     m = LSAM(5, 12, 4, num_layers=2, dropout=0.5).double()
     x = torch.randn(2, 4, 5, dtype=torch.double)

@@ -134,6 +134,8 @@ class LSAMCell(nn.Module):
             raise ValueError(f"x_t: expected shape [B, {self.input_size}], got {got}")
         B = x_t.shape[0]
         M, h = self.init_state(B, dtype=x_t.dtype, device=x_t.device) if state is None else state
+        if pad_t is not None:  # padded inputs are never read (not even a NaN times a zero gate)
+            x_t = x_t.masked_fill(pad_t[:, None], 0)
         z = self.input_proj(x_t) + self.hidden_proj(h)
         q, k, v, p_r, p_w, p_e = self._split(z)
         if p_e is None:
@@ -559,6 +561,8 @@ class LSAM(nn.Module):
         pad = check_padding_mask(padding_mask, B, T)
         M0, h0 = self._check_state(state, B, x)
         keep = None if pad is None else (~pad).t().to(x.dtype).contiguous()  # [T, B]
+        if pad is not None:  # padded inputs are never read (not even a NaN times a zero gate)
+            xs = xs.masked_fill(pad.t()[..., None], 0)
         D = self.num_directions
         Ms, hs = [], []
         inp = xs
