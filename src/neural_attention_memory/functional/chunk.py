@@ -28,8 +28,10 @@ backward needs only ``A^{-T} dU``, ``dvw S`` and ``dvw U^T`` (``dA = -dvw U^T``)
 block with no padding whose norms and ``[diag(w) V | diag(e) K]`` are finite (one host read) takes
 a fast path: q and k are normalised in one pass straight from the caller's `[B, T, H, d]` tensors
 into the block buffers, nothing is sanitised, and outputs and gradients are written straight
-into place. Any other block (padding, non-finite values, or any non-CPU device, where the host
-read would be a sync) takes the sanitising path below; the two agree to rounding (tested).
+into place. For float32 inputs that pass is one fused C loop (``_chunk_kernel.c``, compiled on
+first use; PyTorch ops where there is no compiler or ``NAM_CHUNK_KERNEL=0``). Any other block
+(padding, non-finite values, or any non-CPU device, where the host read would be a sync) takes
+the sanitising path below; all of them agree to rounding (tested).
 
 Silent wrong results are excluded by construction: padded tokens are zeroed inside the block
 (a NaN held at padding cannot leak through a zero gate); a token whose key, value or gates are
@@ -46,7 +48,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import _fla
+from . import _chunk_kernel, _fla
 from ._prep import no_autocast
 from ._validate import check_gate, check_padding_mask, check_qkv, check_state, compute_dtype
 
@@ -195,17 +197,45 @@ class _Block:
 
     def __init__(self, bufs: dict, ins: tuple, n0: int, n1: int, C: int, G: int, fast: bool):
         self.shape5 = bufs["q"][: n1 - n0].shape[:3]  # (L, B, H)
-        if not (fast and self._fast(bufs, ins, n0, n1, C, G)):
+        if fast and self._has_padding(bufs, ins[6], n0, n1, C):
+            fast = False
+        if not (
+            fast and (self._kernel(bufs, ins, n0, n1, C, G) or self._fast(bufs, ins, n0, n1, C, G))
+        ):
             self._sanitised(bufs, ins, n0, n1, C, G)
+
+    @staticmethod
+    def _has_padding(bufs, mask, n0, n1, C) -> bool:
+        return mask is not None and bool(_source(mask, bufs.get("pad"), n0, n1, C).any())
+
+    def _kernel(self, bufs, ins, n0, n1, C, G) -> bool:
+        """The fast path in one fused C pass (``_chunk_kernel.c``), where it is available."""
+        q, k, v, w, e, r, _ = ins
+        kern = _chunk_kernel.get() if "gq" in bufs else None
+        if kern is None or not kern.supports(q, k, v, w, e, r):
+            return False
+        L = n1 - n0
+        names = ("q", "k", "x", "gq", "bq", "gk", "bk", "w", "e", "r")
+        out = {n: bufs[n][:L] for n in names if n in bufs}
+        if not kern.prep(q, k, v, w, e, r, n0, L, C, _EPS, out):
+            return False
+        d_k = q.shape[-1]
+        self.q, self.k = (out[n].view(L, G, C, d_k) for n in ("q", "k"))
+        self.gq, self.bq, self.gk, self.bk = (
+            out[n].view(L, G, C, 1) for n in ("gq", "bq", "gk", "bk")
+        )
+        self.X = out["x"].view(L, G, C, out["x"].shape[-1])
+        self.v5 = _source(v, bufs["v"], n0, n1, C)
+        self.bad, self.pad = None, None
+        self._gates(*(out.get(n) for n in ("w", "e", "r")), L, G, C)
+        return True
 
     def _gates(self, ws, es, rs, L, G, C):
         self.w, self.e, self.r = (None if p is None else p.reshape(L, G, C) for p in (ws, es, rs))
 
     def _fast(self, bufs, ins, n0, n1, C, G) -> bool:
-        q, k, v, w, e, r, mask = ins
+        q, k, v, w, e, r, _ = ins
         L = n1 - n0
-        if mask is not None and bool(_source(mask, bufs.get("pad"), n0, n1, C).any()):
-            return False
         qs, ks, vs, ws, es, rs = (
             _source(x, bufs.get(nm), n0, n1, C)
             for nm, x in zip(("q", "k", "v", "w", "e", "r"), (q, k, v, w, e, r), strict=True)
@@ -364,6 +394,9 @@ def _layout(q: Tensor, v: Tensor, ins: tuple, C: int) -> tuple[int, int, dict]:
             shapes[name] = base
     if ins[6] is not None:
         shapes["pad"] = base
+    if _chunk_kernel.ChunkKernel.supports(*ins[:6]) and q.device.type == "cpu":
+        for name in ("gq", "bq", "gk", "bk"):  # the C kernel's normalisation terms
+            shapes[name] = base
     return N, L, shapes
 
 

@@ -1,0 +1,159 @@
+"""Build, cache and call the chunk form's fused block preparation (``_chunk_kernel.c``).
+
+Built the way the models' C kernels are (NAM-TM's ``models/_tape_kernel.py``; the functional
+layer may not import from models, so the few lines of building live here too): plain C over raw
+pointers, compiled once per machine with the system C compiler (``cc -O3 -march=native``) into
+the cache folder (``$NAM_KERNEL_CACHE``, else ``$XDG_CACHE_HOME`` or ``~/.cache``, then
+``neural_attention_memory``) and loaded with ``ctypes``. If there is no compiler, compilation
+fails, or ``NAM_CHUNK_KERNEL=0`` is set, :func:`get` returns None and the chunk form prepares
+its blocks with PyTorch ops instead (the same numbers to rounding; the tests compare both).
+CPU float32 tensors only.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["ChunkKernel", "build", "get"]
+
+SOURCE = Path(__file__).with_name("_chunk_kernel.c")
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-fPIC",
+    "-shared",
+    # Vectorised sums of squares (reassociation) without assuming finite values.
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fassociative-math",
+    "-fno-signed-zeros",
+)
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("NAM_KERNEL_CACHE")
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "neural_attention_memory"
+
+
+def _cpu_id() -> str:
+    # -march=native ties the library to this CPU: key the cache by its model and flags.
+    try:
+        with open("/proc/cpuinfo") as f:
+            return "".join([ln for ln in f if ln.startswith(("model name", "flags"))][:2])
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def build(verbose: bool = False) -> Path:
+    """Compile the kernel into the cache (if not there yet) and return the library's path.
+
+    Raises ``RuntimeError`` with the compiler's message when it cannot be built.
+    """
+    cc = next(
+        (n for n in (os.environ.get("CC"), "cc", "gcc", "clang") if n and shutil.which(n)), None
+    )
+    if cc is None:
+        raise RuntimeError("no C compiler found (tried $CC, cc, gcc, clang)")
+    key = hashlib.sha256(
+        SOURCE.read_bytes()
+        + " ".join(FLAGS).encode()
+        + cc.encode()
+        + _cpu_id().encode()
+        + platform.machine().encode()
+    ).hexdigest()[:16]
+    out = _cache_dir() / f"chunk_kernel_{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+    os.close(fd)
+    try:
+        cmd = [cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()}")
+        if verbose:
+            print(f"built {out}")
+        os.replace(tmp, out)  # atomic: concurrent builders never load a half-written file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def _ptr(x: Tensor | None) -> int | None:
+    return None if x is None else x.data_ptr()
+
+
+def _strides(x: Tensor) -> ctypes.Array:
+    return (ctypes.c_long * 3)(*x.stride()[:3])
+
+
+class ChunkKernel:
+    """The loaded library: :meth:`prep` (``nam_chunk_prep_f32``)."""
+
+    def __init__(self, path: Path) -> None:
+        lib = ctypes.CDLL(str(path))
+        fn = lib.nam_chunk_prep_f32
+        Li, P = ctypes.c_long, ctypes.c_void_p
+        fn.argtypes = [Li] * 8 + [ctypes.c_float] + [P] * 20
+        fn.restype = ctypes.c_int
+        self._prep = fn
+        self.path = path
+
+    @staticmethod
+    def supports(*xs: Tensor | None) -> bool:
+        """Whether every given tensor is a CPU float32 tensor (None is ignored)."""
+        return all(x is None or (x.device.type == "cpu" and x.dtype == torch.float32) for x in xs)
+
+    def prep(self, q, k, v, w, e, r, n0: int, L: int, C: int, eps: float, out: dict) -> bool:
+        """Fill ``out`` (contiguous float32 buffers ``q, k, x, gq, bq, gk, bk`` and ``w, e, r``
+        where those gates are given, shapes as in ``_chunk_kernel.c``) for chunks
+        ``n0 : n0 + L`` of the `[B, T, H, d]` inputs; False when a row is not finite (the
+        caller then prepares the block another way)."""
+        B, T, H, dk = q.shape
+        dv = v.shape[-1]
+        q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
+        w, e, r = (None if p is None else p.contiguous() for p in (w, e, r))
+        gs = (ctypes.c_long * 3)(T * H, H, 1)
+        rc = self._prep(
+            B, H, C, L, n0, T, dk, dv, eps,
+            _strides(q), _strides(k), _strides(v), gs,
+            q.data_ptr(), k.data_ptr(), v.data_ptr(), _ptr(w), _ptr(e), _ptr(r),
+            *(out[n].data_ptr() for n in ("q", "k", "x", "gq", "bq", "gk", "bk")),
+            _ptr(out.get("w")), _ptr(out.get("e")), _ptr(out.get("r")),
+        )  # fmt: skip
+        return rc == 0
+
+
+def get() -> ChunkKernel | None:
+    """The kernel, built and loaded once per process; None when disabled or unavailable."""
+    if os.environ.get("NAM_CHUNK_KERNEL", "1") == "0":
+        return None
+    with _lock:
+        if "kernel" not in _state:
+            try:
+                _state["kernel"] = ChunkKernel(build())
+            except (RuntimeError, OSError, subprocess.SubprocessError, AttributeError) as err:
+                warnings.warn(
+                    f"chunk-form C kernel unavailable, using PyTorch ops: {err}", stacklevel=2
+                )
+                _state["kernel"] = None
+        return _state["kernel"]  # type: ignore[return-value]
