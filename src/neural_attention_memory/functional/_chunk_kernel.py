@@ -1,10 +1,8 @@
 """Build, cache and call the chunk form's fused block preparation (``_chunk_kernel.c``).
 
-Built the way the models' C kernels are (NAM-TM's ``models/_tape_kernel.py``; the functional
-layer may not import from models, so the few lines of building live here too): plain C over raw
-pointers, compiled once per machine with the system C compiler (``cc -O3 -march=native``) into
-the cache folder (``$NAM_KERNEL_CACHE``, else ``$XDG_CACHE_HOME`` or ``~/.cache``, then
-``neural_attention_memory``) and loaded with ``ctypes``. If there is no compiler, compilation
+Built like the models' C kernels, by :mod:`._cbuild` (plain C over raw pointers, compiled once
+per machine into the cache folder, ``$NAM_KERNEL_CACHE`` overrides it) and loaded with
+``ctypes``. If there is no compiler, compilation
 fails, or ``NAM_CHUNK_KERNEL=0`` is set, :func:`get` returns None and the chunk form prepares
 its blocks with PyTorch ops instead (the same numbers to rounding; the tests compare both).
 CPU float32 tensors only.
@@ -13,12 +11,8 @@ CPU float32 tensors only.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import shutil
 import subprocess
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -26,39 +20,18 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from . import _cbuild
+
 __all__ = ["ChunkKernel", "build", "get"]
 
 SOURCE = Path(__file__).with_name("_chunk_kernel.c")
-FLAGS = (
-    "-O3",
-    "-march=native",
-    "-fPIC",
-    "-shared",
-    # Vectorised sums of squares (reassociation) without assuming finite values.
-    "-fno-math-errno",
-    "-fno-trapping-math",
-    "-fassociative-math",
-    "-fno-signed-zeros",
-)
+FLAGS = _cbuild.BASE_FLAGS
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("NAM_KERNEL_CACHE")
-    if root:
-        return Path(root)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "neural_attention_memory"
-
-
-def _cpu_id() -> str:
-    # -march=native ties the library to this CPU: key the cache by its model and flags.
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "".join([ln for ln in f if ln.startswith(("model name", "flags"))][:2])
-    except OSError:
-        return platform.processor() or platform.machine()
+def _compiler() -> str | None:
+    return _cbuild.compiler()
 
 
 def build(verbose: bool = False) -> Path:
@@ -66,36 +39,7 @@ def build(verbose: bool = False) -> Path:
 
     Raises ``RuntimeError`` with the compiler's message when it cannot be built.
     """
-    cc = next(
-        (n for n in (os.environ.get("CC"), "cc", "gcc", "clang") if n and shutil.which(n)), None
-    )
-    if cc is None:
-        raise RuntimeError("no C compiler found (tried $CC, cc, gcc, clang)")
-    key = hashlib.sha256(
-        SOURCE.read_bytes()
-        + " ".join(FLAGS).encode()
-        + cc.encode()
-        + _cpu_id().encode()
-        + platform.machine().encode()
-    ).hexdigest()[:16]
-    out = _cache_dir() / f"chunk_kernel_{key}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-    os.close(fd)
-    try:
-        cmd = [cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()}")
-        if verbose:
-            print(f"built {out}")
-        os.replace(tmp, out)  # atomic: concurrent builders never load a half-written file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return _cbuild.compile_library(SOURCE, "chunk_kernel", FLAGS, _compiler(), verbose)
 
 
 def _ptr(x: Tensor | None) -> int | None:

@@ -1,7 +1,7 @@
 """Build, cache and call LSAM's C step kernels (``_lsam_kernel.c``).
 
-Built like NAM-TM's tape kernel (:mod:`._tape_kernel`: same compiler, flags and cache folder,
-``NAM_KERNEL_CACHE`` overrides it): plain C over raw pointers, compiled once per machine with the
+Built like NAM-TM's tape kernel (:mod:`..functional._cbuild`, with :mod:`._tape_kernel`'s flags;
+``NAM_KERNEL_CACHE`` overrides the cache folder): plain C over raw pointers, compiled once per machine with the
 system C compiler and loaded with ``ctypes``. If there is no compiler, compilation fails, or
 ``NAM_LSAM_KERNEL=0`` is set, :func:`get` returns None and LSAM runs its PyTorch loop instead
 (same results; the tests compare both). CPU tensors of float32 / float64 only.
@@ -10,11 +10,8 @@ system C compiler and loaded with ``ctypes``. If there is no compiler, compilati
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
 import subprocess
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -22,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..functional import _cbuild
 from . import _tape_kernel
 
 __all__ = ["LSAMKernel", "build", "get"]
@@ -32,7 +30,7 @@ _state: dict[str, object] = {}
 
 
 def _compiler() -> str | None:
-    return _tape_kernel._compiler()
+    return _cbuild.compiler()
 
 
 def build(verbose: bool = False) -> Path:
@@ -40,35 +38,7 @@ def build(verbose: bool = False) -> Path:
 
     Raises ``RuntimeError`` with the compiler's message when it cannot be built.
     """
-    cc = _compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler found (tried $CC, cc, gcc, clang)")
-    flags = _tape_kernel.FLAGS
-    key = hashlib.sha256(
-        SOURCE.read_bytes()
-        + " ".join(flags).encode()
-        + cc.encode()
-        + _tape_kernel._cpu_id().encode()
-        + platform.machine().encode()
-    ).hexdigest()[:16]
-    out = _tape_kernel._cache_dir() / f"lsam_kernel_{key}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-    os.close(fd)
-    try:
-        cmd = [cc, *flags, "-o", tmp, str(SOURCE), "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()}")
-        if verbose:
-            print(f"built {out}")
-        os.replace(tmp, out)  # atomic: concurrent builders never load a half-written file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return _cbuild.compile_library(SOURCE, "lsam_kernel", _tape_kernel.FLAGS, _compiler(), verbose)
 
 
 class LSAMKernel:

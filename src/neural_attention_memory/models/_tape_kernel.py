@@ -16,12 +16,8 @@ CPU tensors of float32 / float64 only; anything else uses the PyTorch loop.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import shutil
 import subprocess
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -29,48 +25,21 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..functional import _cbuild
+
 __all__ = ["TapeKernel", "build", "get"]
 
 SOURCE = Path(__file__).with_name("_tape_kernel.c")
 FLAGS = (
-    "-O3",
-    "-march=native",
-    "-fPIC",
-    "-shared",
-    # Lets the compiler vectorise the dot products (reassociation) without assuming finite values.
-    "-fno-math-errno",
-    "-fno-trapping-math",
-    "-fassociative-math",
-    "-fno-signed-zeros",
+    *_cbuild.BASE_FLAGS,
     "-Wno-psabi",  # (notes about passing wide vectors between inline helpers)
 )
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("NAM_KERNEL_CACHE")
-    if root:
-        return Path(root)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "neural_attention_memory"
-
-
-def _cpu_id() -> str:
-    # -march=native ties the library to this CPU: key the cache by its model and flags.
-    try:
-        with open("/proc/cpuinfo") as f:
-            lines = [ln for ln in f if ln.startswith(("model name", "flags"))][:2]
-        return "".join(lines)
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
 def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return name
-    return None
+    return _cbuild.compiler()
 
 
 def build(verbose: bool = False) -> Path:
@@ -78,35 +47,7 @@ def build(verbose: bool = False) -> Path:
 
     Raises ``RuntimeError`` with the compiler's message when it cannot be built.
     """
-    cc = _compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler found (tried $CC, cc, gcc, clang)")
-    src = SOURCE.read_bytes()
-    key = hashlib.sha256(
-        src
-        + " ".join(FLAGS).encode()
-        + cc.encode()
-        + _cpu_id().encode()
-        + platform.machine().encode()
-    ).hexdigest()[:16]
-    out = _cache_dir() / f"tape_kernel_{key}.so"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-    os.close(fd)
-    try:
-        cmd = [cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.strip()}")
-        if verbose:
-            print(f"built {out}")
-        os.replace(tmp, out)  # atomic: concurrent builders never load a half-written file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return _cbuild.compile_library(SOURCE, "tape_kernel", FLAGS, _compiler(), verbose)
 
 
 # The C functions: (name without the dtype suffix, leading int64 sizes, int args, pointer args).
