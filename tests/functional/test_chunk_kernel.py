@@ -106,3 +106,134 @@ def _buffers(q, v):
 def test_kernel_can_be_disabled(monkeypatch):
     monkeypatch.setenv("NAM_CHUNK_KERNEL", "0")
     assert _chunk_kernel.get() is None
+
+
+def _block_inputs(gates, T, d_k=16, d_v=32, seed=0):
+    q, k, v, p_w, p_e, p_r, S0 = make_inputs(B=2, T=T, H=2, d_k=d_k, d_v=d_v, seed=seed)
+    p_w, p_e, p_r = (p if on else None for p, on in zip((p_w, p_e, p_r), gates, strict=True))
+    return tuple(
+        None if x is None else x.detach().float().requires_grad_()
+        for x in (q, k, v, p_w, p_e, p_r, S0)
+    )
+
+
+GATE_SETS = [(True, True, True), (True, False, True), (False, True, False), (False, False, False)]
+
+
+@needs_kernel
+@pytest.mark.parametrize("gates", GATE_SETS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_block_forward_backward_equal_pytorch_blocks(gates, dtype, monkeypatch):
+    # The C block forward and backward (sizes multiples of 16) against the PyTorch block ops
+    # on the same prepared blocks: several blocks, a ragged last chunk, padding and a NaN held
+    # at padding in one block (a sanitised block through the C kernels too): outputs, final
+    # state and all gradients; and (float32) against the naive twin.
+    monkeypatch.setattr(chunk_mod, "_BLOCK_ROWS", 2 * 2 * 16 * 2)
+    inputs = _block_inputs(gates, T=101)
+    if dtype != torch.float32:
+        inputs = tuple(
+            None if x is None else x.detach().to(dtype if i < 6 else x.dtype).requires_grad_()
+            for i, x in enumerate(inputs)
+        )
+    mask = torch.zeros(2, 101, dtype=torch.bool)
+    mask[1, 40:44] = True
+    with torch.no_grad():
+        inputs[0][1, 41, 0, 3] = float("nan")
+    calls = []
+    for name in ("forward", "backward"):
+        real = getattr(kernel, name)
+        monkeypatch.setattr(kernel, name, lambda *a, _r=real, _n=name: calls.append(_n) or _r(*a))
+    fused = _run(inputs, mask, C=16)
+    assert "forward" in calls and "backward" in calls
+    monkeypatch.setattr(chunk_mod, "_block_kernel", lambda *a: None)
+    plain = _run(inputs, mask, C=16)
+    tol = 2e-5 if dtype == torch.float32 else 2e-2
+    _same([x.float() for x in fused], [x.float() for x in plain], atol=tol)
+    if dtype == torch.float32:  # the naive twin in float32: the same cotangents
+        q, k, v, p_w, p_e, p_r, S0 = inputs
+        out, st = F.naive_causal_nam_attention(
+            q, k, v, p_w, p_e, p_r, initial_state=S0, output_final_state=True,
+            key_padding_mask=mask,
+        )  # fmt: skip
+        ref = [out, st, *grads_with_cotangents(out, st, list(inputs))]
+        _same(fused, ref, atol=1e-4)
+
+
+@needs_kernel
+@pytest.mark.parametrize("gates", GATE_SETS[:2])
+def test_fused_block_kernels_against_float64_autograd(gates):
+    # nam_chunk_fwd_f32 / nam_chunk_bwd_f32 called directly on one block (d_k != d_v, C = 32)
+    # against autograd through a float64 chunk-by-chunk twin written from the formulas.
+    g = torch.Generator().manual_seed(5)
+    L, G, C, d_k, d_v = 3, 2, 32, 16, 48
+    q, k = (torch.nn.functional.normalize(torch.randn(L, G, C, d_k, generator=g), dim=-1)
+            for _ in range(2))  # fmt: skip
+    vw = torch.randn(L, G, C, d_v, generator=g)
+    e = torch.rand(L, G, C, generator=g) if gates[1] else None
+    r = torch.rand(L, G, C, generator=g) if gates[2] else None
+    S0t = torch.randn(G, d_k, d_v, generator=g) * 0.3
+    dO, D_in = torch.randn(L, G, C, d_v, generator=g), torch.randn(G, d_k, d_v, generator=g)
+    X = vw.clone() if e is None else torch.cat([vw, e[..., None] * k], -1)
+    St = torch.empty(L + 1, G, d_k, d_v)
+    St[0] = S0t
+    O = torch.empty(L, G, C, d_v)
+    assert kernel.forward(q, k, X, e, St, O)
+    D = D_in.clone()
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(vw)
+    de = None if e is None else torch.empty(L, G, C)
+    dr = None if r is None else torch.empty(L, G, C)
+    assert kernel.backward(q, k, X, e, r, S0t, dO, D, dq, dk, dv, de, dr)
+
+    leaves = [None if x is None else x.double().requires_grad_() for x in (q, k, vw, e, r, S0t)]
+    qd, kd, vd, ed, rd, S = leaves
+    outs = []
+    for j in range(L):
+        U = vd[j]
+        if ed is not None:
+            A = torch.eye(C, dtype=torch.float64) + ed[j, ..., None] * (kd[j] @ kd[j].mT).tril(-1)
+            Y = torch.linalg.solve(A, torch.cat([vd[j], ed[j, ..., None] * kd[j]], -1))
+            U = Y[..., :d_v] - Y[..., d_v:] @ S
+        o = qd[j] @ S + (qd[j] @ kd[j].mT).tril() @ U
+        torch.testing.assert_close(O[j].double(), o, atol=1e-5, rtol=1e-5)
+        outs.append(o if rd is None else o * rd[j, ..., None])
+        S = S + kd[j].mT @ U
+    torch.testing.assert_close(St[-1].double(), S, atol=1e-5, rtol=1e-5)
+    loss = (torch.stack(outs) * dO.double()).sum() + (S * D_in.double()).sum()
+    used = [x for x in leaves if x is not None]
+    grads = torch.autograd.grad(loss, used)
+    mine = [x for x in (dq, dk, dv, de, dr, D) if x is not None]
+    for a, b in zip(mine, grads, strict=True):
+        torch.testing.assert_close(a.double(), b, atol=1e-4, rtol=1e-4)
+
+
+@needs_kernel
+def test_fused_block_kernels_decline_sizes_they_do_not_take():
+    assert kernel.fits(64, 64, 64) and kernel.fits(16, 32, 48)
+    assert not kernel.fits(8, 16, 16) and not kernel.fits(16, 6, 16) and not kernel.fits(16, 16, 5)
+    q = torch.zeros(1, 1, 16, 8)
+    St, O = torch.zeros(2, 1, 8, 16), torch.zeros(1, 1, 16, 16)
+    assert not kernel.forward(q, q, torch.zeros(1, 1, 16, 16), None, St, O)
+    with pytest.raises(ValueError, match="contiguous CPU float32"):
+        kernel.forward(q.double(), q, O, None, St, O)
+
+
+@needs_kernel
+@pytest.mark.parametrize("which", ["k", "v"])
+@pytest.mark.parametrize("t", [5, 16, 40])
+def test_fused_blocks_keep_non_finite_writes_from_the_past(which, t, monkeypatch):
+    # Through the C block kernels (float32, sizes of 16): a non-finite key or value at a real
+    # token t changes no output before t, nothing of the other sequence, and marks the rest.
+    monkeypatch.setattr(chunk_mod, "_BLOCK_ROWS", 2 * 2 * 16)
+    clean = _block_inputs(GATE_SETS[0], T=48)
+    i = "qkv".index(which)
+    dirty = list(clean)
+    dirty[i] = clean[i].detach().clone()
+    dirty[i][1, t, 0, 2] = float("nan") if which == "k" else float("inf")
+    dirty[i].requires_grad_()
+    ref, got = _run(clean, C=16), _run(tuple(dirty), C=16)
+    torch.testing.assert_close(got[0][:, :t], ref[0][:, :t])
+    torch.testing.assert_close(got[0][0], ref[0][0])
+    torch.testing.assert_close(got[1][0], ref[1][0])
+    assert not torch.isfinite(got[0][1, t:]).all() and not torch.isfinite(got[1][1]).all()
+    torch.testing.assert_close(got[3][0], ref[3][0])  # dk of the clean sequence
+    assert not torch.isfinite(got[3][1]).all()

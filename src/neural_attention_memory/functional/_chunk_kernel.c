@@ -84,3 +84,300 @@ int nam_chunk_prep_f32(long B, long H, long C, long L, long n0, long T, long dk,
     }
     return bad;
 }
+
+/* ------------------------------------------------------------------------------------------
+ * Fused block forward (nam_chunk_fwd_f32): every chunk of one block, head by head, with the
+ * chunk's temporaries (K^T, K K^T, A^{-1} X, U, tril(Q K^T)) in a small workspace that stays
+ * in L1/L2, instead of block-sized PyTorch temporaries passed between batched products. The
+ * products are register-blocked 4 x 64 (or 4 x 16) tiles over GCC vector extensions (16
+ * floats; any target), so every dimension must be a multiple of 16 (the caller checks). A^{-1} X
+ * is a forward substitution (A = I + diag(e) strict_lower(K K^T) is unit lower triangular)
+ * instead of the explicit inverse times X: half the multiply-adds. Same numbers as the PyTorch
+ * block (functional/chunk.py) up to the summation order.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+typedef float vf __attribute__((vector_size(64), aligned(4))); /* 16 floats, unaligned ok */
+#define VL 16
+
+/* Rows r0..r0+3 of C (+)= alpha * A B over k < K, columns n .. n + 16 * NV. */
+#define MM_TILE(NAME, NV)                                                                     \
+    static inline void NAME(long K, const float *A, long lda, const float *B, long ldb,      \
+                            float *Cm, long ldc, float alpha, int beta) {                    \
+        vf acc[4][NV];                                                                        \
+        for (int r = 0; r < 4; r++)                                                           \
+            for (int v = 0; v < NV; v++) acc[r][v] = (vf){0};                                 \
+        for (long k = 0; k < K; k++) {                                                        \
+            vf b[NV];                                                                         \
+            for (int v = 0; v < NV; v++) b[v] = *(const vf *)(B + k * ldb + v * VL);          \
+            for (int r = 0; r < 4; r++) {                                                     \
+                const float a = A[r * lda + k];                                               \
+                for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];                           \
+            }                                                                                 \
+        }                                                                                     \
+        for (int r = 0; r < 4; r++)                                                           \
+            for (int v = 0; v < NV; v++) {                                                    \
+                vf *c = (vf *)(Cm + r * ldc + v * VL);                                        \
+                *c = beta ? *c + alpha * acc[r][v] : alpha * acc[r][v];                       \
+            }                                                                                 \
+    }
+MM_TILE(mm_tile4, 4)
+MM_TILE(mm_tile1, 1)
+
+/* C[M, N] = (beta ? C : 0) + alpha * A[M, K] B[K, N], row-major with leading dimensions.
+ * M % 4 == 0, N % 16 == 0. tri = LOW_A: A is zero above its diagonal, so rows r0..r0+3 stop at
+ * k < r0 + 4; UP_A: A is zero below its diagonal, so they start at k = r0; LOW_C: only the
+ * lower triangle of C is wanted: rows r0..r0+3 compute the columns below round_up(r0 + 4, 16)
+ * (the rest of C is left as it is). */
+enum { FULL = 0, LOW_A = 1, UP_A = 2, LOW_C = 3 };
+static void mm(long M, long N, long K, const float *A, long lda, const float *B, long ldb,
+               float *Cm, long ldc, float alpha, int beta, int tri) {
+    for (long i = 0; i < M; i += 4) {
+        long k0 = 0, ke = K, ne = N;
+        if (tri == LOW_A && i + 4 < K) ke = i + 4;
+        if (tri == UP_A) k0 = i < K ? i : K;
+        if (tri == LOW_C) {
+            ne = (i + 4 + VL - 1) / VL * VL;
+            if (ne > N) ne = N;
+        }
+        const float *a = A + i * lda + k0, *b = B + k0 * ldb;
+        float *c = Cm + i * ldc;
+        long n = 0;
+        for (; n + 4 * VL <= ne; n += 4 * VL)
+            mm_tile4(ke - k0, a, lda, b + n, ldb, c + n, ldc, alpha, beta);
+        for (; n < ne; n += VL) mm_tile1(ke - k0, a, lda, b + n, ldb, c + n, ldc, alpha, beta);
+    }
+}
+
+/* y[Cn, R] = x[R, Cn]^T, x's rows ld apart */
+static void transpose_ld(long R, long Cn, const float *x, long ld, float *y) {
+    for (long i = 0; i < R; i++)
+        for (long j = 0; j < Cn; j++) y[j * R + i] = x[i * ld + j];
+}
+
+static void transpose(long R, long Cn, const float *x, float *y) { transpose_ld(R, Cn, x, Cn, y); }
+
+/* y = A^{-1} x for A = I + diag(e) strict_lower(KK): y_i = x_i - e_i sum_{j<i} KK_ij y_j,
+ * in panels of 64 (or 16) columns so that the accumulators stay in registers. */
+static void forward_subst(long C, long dx, const float *KK, const float *e, const float *x,
+                          float *y) {
+    long n = 0;
+    for (; n + 4 * VL <= dx; n += 4 * VL) {
+        for (long i = 0; i < C; i++) {
+            vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            const float *kk = KK + i * C;
+            for (long j = 0; j < i; j++) {
+                const float *yj = y + j * dx + n;
+                const float c = kk[j];
+                a0 += c * *(const vf *)yj;
+                a1 += c * *(const vf *)(yj + VL);
+                a2 += c * *(const vf *)(yj + 2 * VL);
+                a3 += c * *(const vf *)(yj + 3 * VL);
+            }
+            const float *xi = x + i * dx + n;
+            float *yi = y + i * dx + n;
+            const float ei = e[i];
+            *(vf *)yi = *(const vf *)xi - ei * a0;
+            *(vf *)(yi + VL) = *(const vf *)(xi + VL) - ei * a1;
+            *(vf *)(yi + 2 * VL) = *(const vf *)(xi + 2 * VL) - ei * a2;
+            *(vf *)(yi + 3 * VL) = *(const vf *)(xi + 3 * VL) - ei * a3;
+        }
+    }
+    for (; n < dx; n += VL) {
+        for (long i = 0; i < C; i++) {
+            vf a0 = {0};
+            const float *kk = KK + i * C;
+            for (long j = 0; j < i; j++) a0 += kk[j] * *(const vf *)(y + j * dx + n);
+            *(vf *)(y + i * dx + n) = *(const vf *)(x + i * dx + n) - e[i] * a0;
+        }
+    }
+}
+
+
+/* y = A^{-T} x for the same A: y_i = x_i - sum_{j>i} e_j KK_ji y_j (back substitution). */
+static void backward_subst(long C, long dx, const float *KK, const float *e, const float *x,
+                           float *y) {
+    for (long n = 0; n < dx; n += VL) {
+        for (long i = C - 1; i >= 0; i--) {
+            vf a0 = {0}, a1 = {0};
+            long j = i + 1;
+            for (; j + 1 < C; j += 2) { /* two chains: the adds are not one long dependency */
+                a0 += (e[j] * KK[j * C + i]) * *(const vf *)(y + j * dx + n);
+                a1 += (e[j + 1] * KK[(j + 1) * C + i]) * *(const vf *)(y + (j + 1) * dx + n);
+            }
+            if (j < C) a0 += (e[j] * KK[j * C + i]) * *(const vf *)(y + j * dx + n);
+            *(vf *)(y + i * dx + n) = *(const vf *)(x + i * dx + n) - (a0 + a1);
+        }
+    }
+}
+
+static float dot(const float *a, const float *b, long d) {
+    float s = 0.0f;
+    for (long i = 0; i < d; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void zero_above_diag(long C, float *P) {
+    for (long i = 0; i < C; i++)
+        for (long t = i + 1; t < C; t++) P[i * C + t] = 0.0f;
+}
+
+/* One chunk of one head. In: q, k [C, dk], x [C, dx], e [C] or NULL, s = S^T [dk, dv].
+ * Out: s1 = S^T + K^T U, o = Q S^T + P U [C, dv], u = U [C, dv] (with e: y = A^{-1} x [C, dx]),
+ * KT = K^T [dk, C], P = tril(Q K^T) [C, C] (zero above the diagonal), KK: the lower part of
+ * K K^T [C, C] (with e). Without e and with u == x (dx == dv) U is not copied. */
+static void chunk_fwd(long C, long dk, long dv, const float *q, const float *k, const float *x,
+                      const float *e, const float *s, float *s1, float *o, float *u, float *y,
+                      float *KT, float *KK, float *P) {
+    const long dx = dv + (e ? dk : 0);
+    transpose(C, dk, k, KT);
+    if (e) {
+        mm(C, C, dk, k, dk, KT, C, KK, C, 1.0f, 0, LOW_C); /* K K^T, lower part */
+        forward_subst(C, dx, KK, e, x, y);
+        for (long i = 0; i < C; i++) memcpy(u + i * dv, y + i * dx, sizeof(float) * dv);
+        mm(C, dv, dk, y + dv, dx, s, dv, u, dv, -1.0f, 1, FULL); /* U = Uv - Wk S^T */
+    } else if (u != x) {
+        for (long i = 0; i < C; i++) memcpy(u + i * dv, x + i * dx, sizeof(float) * dv);
+    }
+    mm(C, C, dk, q, dk, KT, C, P, C, 1.0f, 0, LOW_C); /* tril(Q K^T) */
+    zero_above_diag(C, P);
+    mm(C, dv, dk, q, dk, s, dv, o, dv, 1.0f, 0, FULL);  /* Q S^T */
+    mm(C, dv, C, P, C, u, dv, o, dv, 1.0f, 1, LOW_A);   /* + P U */
+    if (s1 != s) memcpy(s1, s, sizeof(float) * dk * dv);
+    mm(dk, dv, C, KT, C, u, dv, s1, dv, 1.0f, 1, FULL); /* S^T += K^T U */
+}
+
+static int dims_ok(long C, long dk, long dv) { return !(C % VL || dk % VL || dv % VL); }
+
+/* One block of L chunks of C tokens, G = B * H heads, chunk-major contiguous inputs as the
+ * preparation writes them: Q, K [L, G, C, dk] (unit-normalised), X [L, G, C, dx] with
+ * X = [diag(w) V | diag(e) K] (dx = dv + dk) when E [L, G, C] is given, else diag(w) V
+ * (dx = dv). ST [L + 1, G, dk, dv]: the transposed chunk-start states, ST[0] given; the
+ * others are written. Out: O [L, G, C, dv] = Q S^T + tril(Q K^T) U (before the read gate).
+ * Returns 0, 2 when a dimension is not a multiple of 16 (nothing written) or 3 when out of
+ * memory. */
+int nam_chunk_fwd_f32(long L, long G, long C, long dk, long dv, const float *Q, const float *K,
+                      const float *X, const float *E, float *ST, float *O) {
+    if (!dims_ok(C, dk, dv)) return 2;
+    const long dx = dv + (E ? dk : 0), sd = dk * dv;
+    float *ws = malloc(sizeof(float) * (dk * C + 2 * C * C + C * dx + C * dv));
+    if (!ws) return 3;
+    float *KT = ws, *KK = KT + dk * C, *P = KK + C * C, *Y = P + C * C, *U = Y + C * dx;
+    for (long g = 0; g < G; g++) {
+        for (long j = 0; j < L; j++) {
+            const long row = (j * G + g) * C;
+            chunk_fwd(C, dk, dv, Q + row * dk, K + row * dk, X + row * dx, E ? E + row : NULL,
+                      ST + (j * G + g) * sd, ST + ((j + 1) * G + g) * sd, O + row * dv,
+                      E ? U : (float *)(X + row * dx), Y, KT, KK, P);
+        }
+    }
+    free(ws);
+    return 0;
+}
+
+/* Backward of one block (the same inputs as nam_chunk_fwd_f32, ST0 = the block's first state
+ * S^T [G, dk, dv]). Per head, the block's chunks are recomputed forward (states, U, A^{-1} X,
+ * K K^T, tril(Q K^T) and the output before the read gate kept per chunk in a workspace), then
+ * walked in reverse. dO [L, G, C, dv]: the output's gradient; R [L, G, C] the read gate or
+ * NULL. D [G, dk, dv]: in, the gradient w.r.t. S^T after the block; out, before it.
+ * Out (chunk-major, before the normalisation backward): dQ, dK [L, G, C, dk] (w.r.t. the
+ * unit-normalised q, k), dV [L, G, C, dv] (w.r.t. diag(w) V), dE [L, G, C] (with E) and dR
+ * [L, G, C] (with R: the output before the gate dotted with dO). */
+int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, const float *K,
+                      const float *X, const float *E, const float *R, const float *ST0,
+                      const float *dO, float *D, float *dQ, float *dK, float *dV, float *dE,
+                      float *dR) {
+    if (!dims_ok(C, dk, dv)) return 2;
+    const long dx = dv + (E ? dk : 0), sd = dk * dv, m = dk > dv ? dk : dv;
+    const long m2 = (C > m ? C : m) * (C > m ? C : m);
+    /* per chunk: S^T, U, Y, O, KK, P; shared: KT, and the backward's temporaries */
+    const long per = sd + C * dv + C * dx + C * dv + 2 * C * C;
+    float *ws = malloc(sizeof(float) * (L * per + 12 * m2));
+    if (!ws) return 3;
+    float *t = ws + L * per;
+    float *KT = t, *S = t + m2, *UT = t + 2 * m2, *QT = t + 3 * m2, *PT = t + 4 * m2;
+    float *dOh = t + 5 * m2, *dU = t + 6 * m2, *dP = t + 7 * m2, *dPT = t + 8 * m2;
+    float *DtT = t + 9 * m2, *WkT = t + 10 * m2, *dLs = t + 11 * m2;
+    for (long g = 0; g < G; g++) {
+        /* forward over the block, keeping what the backward needs */
+        for (long j = 0; j < L; j++) {
+            const long row = (j * G + g) * C;
+            float *w = ws + j * per;
+            float *s1 = (j + 1 < L) ? ws + (j + 1) * per : DtT; /* the last state is not needed */
+            if (j == 0) memcpy(w, ST0 + g * sd, sizeof(float) * sd);
+            float *u = w + sd, *y = u + C * dv, *o = y + C * dx, *kk = o + C * dv, *p = kk + C * C;
+            chunk_fwd(C, dk, dv, Q + row * dk, K + row * dk, X + row * dx, E ? E + row : NULL,
+                      w, s1, o, u, y, KT, kk, p);
+        }
+        float *Dg = D + g * sd;
+        for (long j = L - 1; j >= 0; j--) {
+            const long row = (j * G + g) * C;
+            const float *w = ws + j * per;
+            const float *u = w + sd, *y = u + C * dv, *o = y + C * dx, *kk = o + C * dv;
+            const float *p = kk + C * C;
+            const float *q = Q + row * dk, *k = K + row * dk, *e = E ? E + row : NULL;
+            const float *dout = dO + row * dv;
+            float *dq = dQ + row * dk, *dk_ = dK + row * dk, *dvw = dV + row * dv;
+            if (R) {
+                for (long i = 0; i < C; i++) {
+                    dR[row + i] = dot(o + i * dv, dout + i * dv, dv);
+                    const float ri = R[row + i];
+                    for (long a = 0; a < dv; a++) dOh[i * dv + a] = ri * dout[i * dv + a];
+                }
+            } else {
+                memcpy(dOh, dout, sizeof(float) * C * dv);
+            }
+            transpose(dk, dv, w, S);   /* S [dv, dk] */
+            transpose(C, dv, u, UT);   /* U^T [dv, C] */
+            transpose(C, dk, q, QT);   /* Q^T [dk, C] */
+            transpose(C, C, p, PT);    /* P^T, upper triangular */
+            transpose(dk, dv, Dg, DtT); /* D^T [dv, dk] = dS after the chunk */
+            /* dU = K D + P^T dOh */
+            mm(C, dv, dk, k, dk, Dg, dv, dU, dv, 1.0f, 0, FULL);
+            mm(C, dv, C, PT, C, dOh, dv, dU, dv, 1.0f, 1, UP_A);
+            /* dP = tril(dOh U^T) */
+            mm(C, C, dv, dOh, dv, UT, C, dP, C, 1.0f, 0, LOW_C);
+            zero_above_diag(C, dP);
+            transpose(C, C, dP, dPT);
+            /* dq = dOh S + dP K;  dk = U D^T + dP^T Q */
+            mm(C, dk, dv, dOh, dv, S, dk, dq, dk, 1.0f, 0, FULL);
+            mm(C, dk, C, dP, C, k, dk, dq, dk, 1.0f, 1, LOW_A);
+            mm(C, dk, dv, u, dv, DtT, dk, dk_, dk, 1.0f, 0, FULL);
+            mm(C, dk, C, dPT, C, q, dk, dk_, dk, 1.0f, 1, UP_A);
+            /* D before the chunk: D + Q^T dOh (- Wk^T dU with erase) */
+            mm(dk, dv, C, QT, C, dOh, dv, Dg, dv, 1.0f, 1, FULL);
+            if (e) {
+                float *dA = dP, *dBk = dLs; /* dP and its transpose are dead from here */
+                transpose_ld(C, dk, y + dv, dx, WkT);
+                mm(dk, dv, C, WkT, C, dU, dv, Dg, dv, -1.0f, 1, FULL);
+                backward_subst(C, dv, kk, e, dU, dvw); /* dvw = A^{-T} dU */
+                /* dBk = -dvw S  [C, dk];  dA = -dvw U^T (strictly lower part used) */
+                mm(C, dk, dv, dvw, dv, S, dk, dBk, dk, -1.0f, 0, FULL);
+                mm(C, C, dv, dvw, dv, UT, C, dA, C, -1.0f, 0, LOW_C);
+                for (long i = 0; i < C; i++) {
+                    float s = dot(dBk + i * dk, k + i * dk, dk);
+                    for (long jj = 0; jj < i; jj++) s += dA[i * C + jj] * kk[i * C + jj];
+                    dE[row + i] = s;
+                    const float ei = e[i];
+                    for (long a = 0; a < dk; a++) dk_[i * dk + a] += ei * dBk[i * dk + a];
+                }
+                /* dLs = dL + dL^T, dL = diag(e) strict_lower(dA) */
+                float *L2 = dPT;
+                for (long i = 0; i < C; i++) {
+                    L2[i * C + i] = 0.0f;
+                    for (long jj = 0; jj < i; jj++) {
+                        const float vl = e[i] * dA[i * C + jj];
+                        L2[i * C + jj] = vl;
+                        L2[jj * C + i] = vl;
+                    }
+                }
+                mm(C, dk, C, L2, C, k, dk, dk_, dk, 1.0f, 1, FULL);
+            } else {
+                memcpy(dvw, dU, sizeof(float) * C * dv);
+            }
+        }
+    }
+    free(ws);
+    return 0;
+}

@@ -1,4 +1,6 @@
-"""Build, cache and call the chunk form's fused block preparation (``_chunk_kernel.c``).
+"""Build, cache and call the chunk form's fused C kernels (``_chunk_kernel.c``): the block
+preparation, and the block forward and backward (every chunk of a block head by head, with the
+chunk's temporaries in cache).
 
 Built like the models' C kernels, by :mod:`._cbuild` (plain C over raw pointers, compiled once
 per machine into the cache folder, ``$NAM_KERNEL_CACHE`` overrides it) and loaded with
@@ -46,21 +48,77 @@ def _ptr(x: Tensor | None) -> int | None:
     return None if x is None else x.data_ptr()
 
 
+def _check(*xs: Tensor | None) -> None:
+    for x in xs:
+        if x is not None and not (
+            x.is_contiguous() and x.dtype == torch.float32 and x.device.type == "cpu"
+        ):
+            raise ValueError(
+                f"chunk kernel: expected contiguous CPU float32, got {x.dtype} {tuple(x.stride())}"
+            )
+
+
 def _strides(x: Tensor) -> ctypes.Array:
     return (ctypes.c_long * 3)(*x.stride()[:3])
 
 
+def _contig(x: Tensor | None) -> Tensor | None:
+    return None if x is None else x.contiguous()
+
+
 class ChunkKernel:
-    """The loaded library: :meth:`prep` (``nam_chunk_prep_f32``)."""
+    """The loaded library: :meth:`prep` (``nam_chunk_prep_f32``), :meth:`forward`
+    (``nam_chunk_fwd_f32``) and :meth:`backward` (``nam_chunk_bwd_f32``)."""
 
     def __init__(self, path: Path) -> None:
         lib = ctypes.CDLL(str(path))
-        fn = lib.nam_chunk_prep_f32
         Li, P = ctypes.c_long, ctypes.c_void_p
+        fn = lib.nam_chunk_prep_f32
         fn.argtypes = [Li] * 8 + [ctypes.c_float] + [P] * 20
         fn.restype = ctypes.c_int
         self._prep = fn
+        self._fwd = lib.nam_chunk_fwd_f32
+        self._fwd.argtypes = [Li] * 5 + [P] * 6
+        self._fwd.restype = ctypes.c_int
+        self._bwd = lib.nam_chunk_bwd_f32
+        self._bwd.argtypes = [Li] * 5 + [P] * 13
+        self._bwd.restype = ctypes.c_int
         self.path = path
+
+    @staticmethod
+    def fits(C: int, d_k: int, d_v: int) -> bool:
+        """Whether the block forward/backward take these sizes (multiples of 16)."""
+        return C % 16 == 0 and d_k % 16 == 0 and d_v % 16 == 0
+
+    def forward(self, q, k, X, e, St, O) -> bool:
+        """One block: ``q, k`` `[L, G, C, d_k]` (unit-normalised), ``X`` `[L, G, C, d_x]`
+        (``[diag(w) V | diag(e) K]``, or ``diag(w) V`` when ``e`` is None), ``e`` `[L, G, C]`
+        or None; ``St`` `[L + 1, G, d_k, d_v]` transposed chunk-start states (``St[0]`` given,
+        the rest written); ``O`` `[L, G, C, d_v]` written (before the read gate). Every tensor
+        a contiguous CPU float32 one (``e`` is made so); False when the sizes do not fit."""
+        L, G, C, dk = q.shape
+        dv = O.shape[-1]
+        e = _contig(e)
+        _check(q, k, X, e, St, O)
+        rc = self._fwd(L, G, C, dk, dv, *(_ptr(x) for x in (q, k, X, e, St, O)))
+        return rc == 0
+
+    def backward(self, q, k, X, e, r, S0t, dO, D, dq, dk, dv, de, dr) -> bool:
+        """Gradients of one block (inputs as in :meth:`forward`, ``r`` `[L, G, C]` or None,
+        ``S0t`` `[G, d_k, d_v]` the block's first state transposed, ``dO`` `[L, G, C, d_v]`).
+        ``D`` `[G, d_k, d_v]` is the gradient w.r.t. the transposed state after the block and
+        becomes the one before it. Written: ``dq, dk`` `[L, G, C, d_k]` (w.r.t. the normalised
+        q, k), ``dv`` `[L, G, C, d_v]` (w.r.t. ``diag(w) V``), ``de``, ``dr`` `[L, G, C]` (where
+        ``e``, ``r`` are given; ``dr`` is the output before the read gate dotted with ``dO``)."""
+        L, G, C, d_k = q.shape
+        d_v = dO.shape[-1]
+        e, r = _contig(e), _contig(r)
+        _check(q, k, X, e, r, S0t, dO, D, dq, dk, dv, de, dr)
+        rc = self._bwd(
+            L, G, C, d_k, d_v,
+            *(_ptr(x) for x in (q, k, X, e, r, S0t, dO, D, dq, dk, dv, de, dr)),
+        )  # fmt: skip
+        return rc == 0
 
     @staticmethod
     def supports(*xs: Tensor | None) -> bool:

@@ -29,7 +29,12 @@ block with no padding whose norms and ``[diag(w) V | diag(e) K]`` are finite (on
 a fast path: q and k are normalised in one pass straight from the caller's `[B, T, H, d]` tensors
 into the block buffers, nothing is sanitised, and outputs and gradients are written straight
 into place. For float32 inputs that pass is one fused C loop (``_chunk_kernel.c``, compiled on
-first use; PyTorch ops where there is no compiler or ``NAM_CHUNK_KERNEL=0``). Any other block
+first use; PyTorch ops where there is no compiler or ``NAM_CHUNK_KERNEL=0``). Where the compute
+dtype is float32 and ``C``, ``d_k``, ``d_v`` are multiples of 16, the block's forward and
+backward (after the preparation, before the normalisation backward) are each one C call too
+(``nam_chunk_fwd_f32``, ``nam_chunk_bwd_f32``): head by head, chunk by chunk, with the chunk's
+temporaries in cache and ``A^{-1} X`` by substitution; the PyTorch block ops below are their
+twins (:func:`_block_grads_torch`; tested equal). Any other block
 (padding, non-finite values, or any non-CPU device, where the host read would be a sync) takes
 the sanitising path below; all of them agree to rounding (tested).
 
@@ -404,6 +409,16 @@ def _expand_mask(mask: Tensor | None, H: int) -> Tensor | None:
     return None if mask is None else mask.unsqueeze(-1).expand(-1, -1, H)  # [B, T, H]
 
 
+def _block_kernel(q: Tensor, C: int, d_k: int, d_v: int) -> _chunk_kernel.ChunkKernel | None:
+    """The fused C block forward/backward where it applies (CPU, float32 compute, sizes that
+    are multiples of 16, a built kernel), else None: the blocks then run as PyTorch ops."""
+    if q.device.type != "cpu" or compute_dtype(q.dtype) != torch.float32:
+        return None
+    if not _chunk_kernel.ChunkKernel.fits(C, d_k, d_v):
+        return None
+    return _chunk_kernel.get()
+
+
 def _fast_ok(q: Tensor) -> bool:
     # The fast path decides per block with a host read; free on the CPU, a sync elsewhere.
     return q.device.type == "cpu"
@@ -430,17 +445,19 @@ def _forward(ctx, q, k, v, w, e, r, S0, mask, C):
     carry = torch.zeros(G, dtype=torch.bool, device=q.device)
     any_mark = False
     Ob = torch.empty((L, G, C, d_v), dtype=cdt, device=q.device)
+    kern = _block_kernel(q, C, d_k, d_v)
     for b, n0 in enumerate(starts):
         n1 = min(N, n0 + L)
         x = _Block(bufs, ins, n0, n1, C, G, fast)
-        Uv, Wk = _split(x.wy()[2], d_v)
         Sl = S[: n1 - n0 + 1]
         Sl[0] = Sb[b]
-        U = _states(Uv, Wk, x.k, Sl)
-        Sb[b + 1] = Sl[-1]
         o = Ob[: n1 - n0]
-        torch.matmul(x.q, Sl[:-1], out=o)  # Q S^T
-        o.view(-1, C, d_v).baddbmm_(_tril_qk(x.q, x.k, 0).view(-1, C, C), U.reshape(-1, C, d_v))
+        if kern is None or not kern.forward(x.q, x.k, x.X, x.e, Sl, o):
+            Uv, Wk = _split(x.wy()[2], d_v)
+            U = _states(Uv, Wk, x.k, Sl)
+            torch.matmul(x.q, Sl[:-1], out=o)  # Q S^T
+            o.view(-1, C, d_v).baddbmm_(_tril_qk(x.q, x.k, 0).view(-1, C, C), U.reshape(-1, C, d_v))
+        Sb[b + 1] = Sl[-1]
         if x.bad is not None or any_mark:
             m = marks[n0:n1]
             m.copy_(_marks(x.bad, carry) if x.bad is not None else carry.view(1, G, 1))
@@ -456,6 +473,101 @@ def _forward(ctx, q, k, v, w, e, r, S0, mask, C):
     ctx.save_for_backward(q, k, v, w, e, r, S0, mask, Sb, marks, O)
     ctx.C = C
     return O, S_T.reshape(B, H, d_v, d_k)
+
+
+def _block_grads_torch(x, bufs, dO, O, Sb_b, S, dS, n0, n1, C, dims):
+    """The PyTorch twin of the C block backward: ``(dqn, dkn, dvw, deb, drb, dS)`` of one block
+    (gradients w.r.t. the normalised q, k, w.r.t. ``diag(w) V``, the erase and read gates
+    before the marks, and the state gradient before the block, `[G, d_v, d_k]`)."""
+    B, H, G, d_k, d_v, cdt, dtype = dims
+    nl = n1 - n0
+    KK, Ainv, Y = x.wy(keep_kk=True)
+    Uv, Wk = _split(Y, d_v)
+    Sl = S[: nl + 1]
+    Sl[0] = Sb_b
+    U = _states(Uv, Wk, x.k, Sl)  # recompute the block's chunk states from its first
+    # [nl, G, d_v, d_k], copied untransposed: its two products below are then plain ones.
+    S_start = Sl[:-1].transpose(-1, -2).contiguous()
+    if dO is None:
+        dO5 = torch.zeros((nl, B, H, C, d_v), dtype=cdt, device=x.q.device)
+    elif x.r is None:  # the matmuls below need it contiguous
+        dO5 = _gather(dO, bufs["dO"], n0, n1, C)
+    else:
+        dO5 = _source(dO, bufs["dO"], n0, n1, C)
+    P = _tril_qk(x.q, x.k, 0)
+    if x.r is None:
+        drb, dOh = None, dO5.view(nl, G, C, d_v)
+    else:
+        r5 = x.five(x.r.unsqueeze(-1))
+        if x.bad is None and cdt == dtype and bool((x.r > _R_MIN).all()):
+            # The gate is a row factor: O_hat = O / r, from the saved output.
+            drb = torch.linalg.vecdot(_source(O, bufs["o"], n0, n1, C), dO5).div_(r5[..., 0])
+        else:  # recompute the output before the read gate
+            O_hat = torch.baddbmm(
+                (x.q @ Sl[:-1]).view(-1, C, d_v),
+                P.view(-1, C, C),
+                U.reshape(-1, C, d_v),
+            )
+            drb = (x.five(O_hat.view(nl, G, C, d_v)) * dO5).sum(-1)  # (dO5 may be half)
+        drb = drb.reshape(nl, G, C)
+        dOh = torch.mul(dO5, r5, out=bufs["dO"][:nl]).view(nl, G, C, d_v)
+    dU = P.transpose(-1, -2) @ dOh  # output part of dU; the state part is added below
+    Hq = dOh.transpose(-1, -2) @ x.q  # output part of dS per chunk, [L, G, d_v, d_k]
+    dSp = S_start.new_empty(S_start.shape)  # gradient w.r.t. the state after chunk j
+    if Wk is None:  # dS before chunk j = dS after the block + the Hq of the later chunks
+        dSp[-1] = dS
+        if nl > 1:
+            torch.add(Hq[1:].flip(0).cumsum(0).flip(0), dS, out=dSp[:-1])
+        dS = dSp[0] + Hq[0]
+        dU.view(-1, C, d_v).baddbmm_(x.k.flatten(0, 1), dSp.flatten(0, 1).transpose(-1, -2))
+    else:
+        for j in range(nl - 1, -1, -1):
+            dSp[j] = dS
+            dU[j].baddbmm_(x.k[j], dS.transpose(-1, -2))
+            dS = dS + Hq[j]
+            dS.baddbmm_(dU[j].transpose(-1, -2), Wk[j], alpha=-1)
+    erase = Wk is not None
+    del P, Hq, Y, Uv, Wk  # block temporaries go as soon as they are dead (peak memory)
+    dP = (dOh @ U.transpose(-1, -2)).tril_()
+    dqn = dOh @ S_start
+    dqn.view(-1, C, d_k).baddbmm_(dP.view(-1, C, C), x.k.reshape(-1, C, d_k))
+    dkn = U @ dSp
+    dkn.view(-1, C, d_k).baddbmm_(dP.transpose(-1, -2).reshape(-1, C, C), x.q.reshape(-1, C, d_k))
+    if not erase:
+        dvw, deb = dU, None
+    else:
+        # Y = [Uv | Wk] = A^{-1} X, X = [diag(w) V | diag(e) K], U = Uv - Wk S^T, so
+        # dY = [dU | -dU S], dX = A^{-T} dY = [dvw | -dvw S] and dA = -dX Y^T = -dvw U^T
+        # (strictly lower part only).
+        dvw = Ainv.transpose(-1, -2) @ dU
+        dBk = (dvw @ S_start).neg_()
+        dA = (dvw @ U.transpose(-1, -2)).neg_().tril_(-1)
+        deb = torch.linalg.vecdot(dBk, x.k) + torch.linalg.vecdot(dA, KK)
+        dL = dA.mul_(x.e.unsqueeze(-1))
+        dL = dL + dL.transpose(-1, -2)
+        dkn.addcmul_(x.e.unsqueeze(-1), dBk)
+        dkn.view(-1, C, d_k).baddbmm_(dL.view(-1, C, C), x.k.reshape(-1, C, d_k))
+    return dqn, dkn, dvw, deb, drb, dS
+
+
+def _block_grads_kernel(kern, x, bufs, dO, D, n0, n1, C, Sb_b, dims):
+    """:func:`_block_grads_torch` by the fused C backward; ``D`` (`[G, d_k, d_v]`, the
+    gradient w.r.t. the transposed state) is updated in place."""
+    G, d_v = dims[2], dims[4]
+    nl = n1 - n0
+    if dO is None:
+        dO5 = bufs["dO"][:nl].zero_()
+    else:
+        dO5 = _gather(dO, bufs["dO"], n0, n1, C)
+    dqn, dkn = bufs["dqn"][:nl], bufs["dkn"][:nl]
+    dvw = bufs["dvw"][:nl]
+    deb = None if x.e is None else bufs["deb"][:nl]
+    drb = None if x.r is None else bufs["drb"][:nl]
+    ok = kern.backward(x.q, x.k, x.X, x.e, x.r, Sb_b, dO5.view(nl, G, C, d_v), D,
+                       dqn, dkn, dvw, deb, drb)  # fmt: skip
+    if not ok:  # (sizes were checked by _block_kernel: only out of memory gets here)
+        raise MemoryError("chunk kernel: out of memory for the block backward's workspace")
+    return dqn, dkn, dvw, deb, drb
 
 
 def _backward(ctx, dO, dS_last):
@@ -480,80 +592,25 @@ def _backward(ctx, dO, dS_last):
     poisoned = marks[-1, :, -1]  # [G]: the sequence holds a non-finite write somewhere
     dS.masked_fill_(poisoned.view(G, 1, 1), float("nan"))
     S = q.new_empty((L + 1, G, d_k, d_v), dtype=cdt)  # S^T, as in the forward
+    dims = (B, H, G, d_k, d_v, cdt, q.dtype)
+    kern = _block_kernel(q, C, d_k, d_v)
+    if kern is not None:  # its block buffers, and the state gradient carried transposed
+        for name, d in (("dqn", d_k), ("dkn", d_k), ("dvw", d_v), ("deb", 0), ("drb", 0)):
+            bufs[name] = q.new_empty((L, G, C, d) if d else (L, G, C), dtype=cdt)
+        D = dS.transpose(-1, -2).contiguous()
     starts = list(range(0, N, L))
     for b in reversed(range(len(starts))):
         n0 = starts[b]
         n1 = min(N, n0 + L)
-        nl = n1 - n0
         x = _Block(bufs, ins, n0, n1, C, G, fast)
-        KK, Ainv, Y = x.wy(keep_kk=True)
-        Uv, Wk = _split(Y, d_v)
-        Sl = S[: nl + 1]
-        Sl[0] = Sb[b]
-        U = _states(Uv, Wk, x.k, Sl)  # recompute the block's chunk states from its first
-        # [nl, G, d_v, d_k], copied untransposed: its two products below are then plain ones.
-        S_start = Sl[:-1].transpose(-1, -2).contiguous()
-        if dO is None:
-            dO5 = torch.zeros((nl, B, H, C, d_v), dtype=cdt, device=q.device)
-        elif x.r is None:  # the matmuls below need it contiguous
-            dO5 = _gather(dO, bufs["dO"], n0, n1, C)
+        if kern is not None:
+            dqn, dkn, dvw, deb, drb = _block_grads_kernel(
+                kern, x, bufs, dO, D, n0, n1, C, Sb[b], dims
+            )
         else:
-            dO5 = _source(dO, bufs["dO"], n0, n1, C)
-        P = _tril_qk(x.q, x.k, 0)
-        if x.r is None:
-            drb, dOh = None, dO5.view(nl, G, C, d_v)
-        else:
-            r5 = x.five(x.r.unsqueeze(-1))
-            if x.bad is None and cdt == q.dtype and bool((x.r > _R_MIN).all()):
-                # The gate is a row factor: O_hat = O / r, from the saved output.
-                drb = torch.linalg.vecdot(_source(O, bufs["o"], n0, n1, C), dO5).div_(r5[..., 0])
-            else:  # recompute the output before the read gate
-                O_hat = torch.baddbmm(
-                    (x.q @ Sl[:-1]).view(-1, C, d_v),
-                    P.view(-1, C, C),
-                    U.reshape(-1, C, d_v),
-                )
-                drb = (x.five(O_hat.view(nl, G, C, d_v)) * dO5).sum(-1)  # (dO5 may be half)
-            drb = drb.reshape(nl, G, C)
-            dOh = torch.mul(dO5, r5, out=bufs["dO"][:nl]).view(nl, G, C, d_v)
-        dU = P.transpose(-1, -2) @ dOh  # output part of dU; the state part is added below
-        Hq = dOh.transpose(-1, -2) @ x.q  # output part of dS per chunk, [L, G, d_v, d_k]
-        dSp = S_start.new_empty(S_start.shape)  # gradient w.r.t. the state after chunk j
-        if Wk is None:  # dS before chunk j = dS after the block + the Hq of the later chunks
-            dSp[-1] = dS
-            if nl > 1:
-                torch.add(Hq[1:].flip(0).cumsum(0).flip(0), dS, out=dSp[:-1])
-            dS = dSp[0] + Hq[0]
-            dU.view(-1, C, d_v).baddbmm_(x.k.flatten(0, 1), dSp.flatten(0, 1).transpose(-1, -2))
-        else:
-            for j in range(nl - 1, -1, -1):
-                dSp[j] = dS
-                dU[j].baddbmm_(x.k[j], dS.transpose(-1, -2))
-                dS = dS + Hq[j]
-                dS.baddbmm_(dU[j].transpose(-1, -2), Wk[j], alpha=-1)
-        erase = Wk is not None
-        del P, Hq, Y, Uv, Wk  # block temporaries go as soon as they are dead (peak memory)
-        dP = (dOh @ U.transpose(-1, -2)).tril_()
-        dqn = dOh @ S_start
-        dqn.view(-1, C, d_k).baddbmm_(dP.view(-1, C, C), x.k.reshape(-1, C, d_k))
-        dkn = U @ dSp
-        dkn.view(-1, C, d_k).baddbmm_(
-            dP.transpose(-1, -2).reshape(-1, C, C), x.q.reshape(-1, C, d_k)
-        )
-        if not erase:
-            dvw, deb = dU, None
-        else:
-            # Y = [Uv | Wk] = A^{-1} X, X = [diag(w) V | diag(e) K], U = Uv - Wk S^T, so
-            # dY = [dU | -dU S], dX = A^{-T} dY = [dvw | -dvw S] and dA = -dX Y^T = -dvw U^T
-            # (strictly lower part only).
-            dvw = Ainv.transpose(-1, -2) @ dU
-            dBk = (dvw @ S_start).neg_()
-            dA = (dvw @ U.transpose(-1, -2)).neg_().tril_(-1)
-            deb = torch.linalg.vecdot(dBk, x.k) + torch.linalg.vecdot(dA, KK)
-            dL = dA.mul_(x.e.unsqueeze(-1))
-            dL = dL + dL.transpose(-1, -2)
-            dkn.addcmul_(x.e.unsqueeze(-1), dBk)
-            dkn.view(-1, C, d_k).baddbmm_(dL.view(-1, C, C), x.k.reshape(-1, C, d_k))
+            dqn, dkn, dvw, deb, drb, dS = _block_grads_torch(
+                x, bufs, dO, O, Sb[b], S, dS, n0, n1, C, dims
+            )
         # Back through mu(.): dx = (du - big u (u . du)) * g. Zeroed rows (padding, non-finite
         # writes) have g = 0 and, with zero keys, zero dU, so their inputs get no gradient. In a
         # marked sequence dS is NaN, which reaches dk, dv, dw, de everywhere; dq and dr are
@@ -575,7 +632,9 @@ def _backward(ctx, dO, dS_last):
         for src, dst in ((deb, de), (drb, dr)):
             if dst is not None:
                 _mul_into(x.five(src), None, dst, n0, n1, C)
-    dS0 = dS.view(B, H, d_v, d_k).to(S0.dtype) if S0 is not None and need[6] else None
+    if kern is not None:
+        dS = D.transpose(-1, -2)
+    dS0 = dS.reshape(B, H, d_v, d_k).to(S0.dtype) if S0 is not None and need[6] else None
     return dq, dk, dv, dw, de, dr, dS0, None, None
 
 
