@@ -155,7 +155,7 @@ def train(
                     f"--model: {resume} holds a run of model {cfg['model']['name']!r}, not {model!r}"
                 )
             spec = get_task(cfg["task"])
-            cfg = check_run_config(spec, apply_overrides(cfg, extra), cfg)
+            cfg = check_run_config(spec, apply_overrides(cfg, extra, spec.schema), cfg)
             target = Path(resume)
         else:
             if task is None:

@@ -3,7 +3,8 @@
 A configuration is one nested dict of plain data (see :mod:`.spec`). :func:`resolve_config`
 starts from :data:`ENGINE_DEFAULTS`, deep-merges ``spec.presets[preset]`` on top, selects the
 model, then applies overrides. Override keys must already exist (so a typo fails loudly, listing
-the valid keys); prefix a key with ``+`` to add a new one (``--set +data.note=x``).
+the valid keys) or lie in a field the schema marks addable (an optional section that presets leave
+out, e.g. ``data.curriculum``); prefix a key with ``+`` to add any new one (``--set +data.note=x``).
 
 A preset may hold a ``per_model`` mapping ``{model_name: {partial config}}``; the entry of the
 chosen model is deep-merged into the config (so each model can have its own ``quick`` size) and
@@ -130,8 +131,16 @@ def parse_override(text: str) -> tuple[str, Any, bool]:
     return key, value, add
 
 
-def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``config`` with ``KEY=VALUE`` overrides applied; unknown keys raise ValueError."""
+def apply_overrides(
+    config: Mapping[str, Any], overrides: Iterable[str], schema: type | None = None
+) -> dict[str, Any]:
+    """A copy of ``config`` with ``KEY=VALUE`` overrides applied; unknown keys raise ValueError.
+
+    ``schema`` (a :class:`~.schema.RunConfig` subclass): keys inside its
+    :func:`~.schema.addable` fields may be added without the ``+`` prefix.
+    """
+    from .schema import is_addable
+
     out = copy.deepcopy(dict(config))
     for text in overrides:
         key, value, add = parse_override(text)
@@ -144,7 +153,7 @@ def apply_overrides(config: Mapping[str, Any], overrides: Iterable[str]) -> dict
                 raise ConfigError(
                     f"--set {key}: {here} is a value ({node!r}), not a section; cannot set {part!r}"
                 )
-            if part not in node and not add:
+            if part not in node and not add and not is_addable(schema, key):
                 valid = ", ".join(sorted(_dotted_keys(node, ".".join(parts[:depth]))))
                 raise ConfigError(
                     f"--set {key}: unknown key {part!r} under {here}; valid choices: {valid} "
@@ -211,7 +220,7 @@ def resolve_config(
     cfg["model"]["name"] = model
     cfg["preset"] = preset
     reference = copy.deepcopy(cfg)
-    cfg = apply_overrides(cfg, overrides)
+    cfg = apply_overrides(cfg, overrides, spec.schema)
     if cfg["model"].get("name") not in spec.models:
         raise ConfigError(
             f"model.name: unknown model {cfg['model'].get('name')!r} for task {spec.name!r}; "

@@ -29,7 +29,7 @@ from .rundir import (
     atomic_write_yaml,
     collect_meta,
 )
-from .spec import TaskSpec
+from .spec import TaskSpec, TrainSchedule
 
 # count_parameters and select_epoch are re-exported from ..models._params and .results.
 __all__ = ["count_parameters", "fit", "select_epoch"]
@@ -61,13 +61,23 @@ def _check_spec(spec: TaskSpec) -> None:
 
 
 def _loader(
-    spec: TaskSpec, ds: Dataset, tcfg: Mapping[str, Any], train: bool, seed: int
+    spec: TaskSpec,
+    ds: Dataset,
+    tcfg: Mapping[str, Any],
+    train: bool,
+    seed: int,
+    schedule: TrainSchedule | None = None,
 ) -> DataLoader:
     batch_size = int(
         tcfg["batch_size"] if train else tcfg.get("eval_batch_size") or tcfg["batch_size"]
     )
     workers = int(tcfg.get("num_workers", 0) or 0)
-    sampler = EpochSeededSampler(len(ds), seed) if (train and tcfg.get("shuffle", True)) else None
+    shuffle = bool(tcfg.get("shuffle", True))
+    sampler = None
+    if train and schedule is not None:
+        sampler = EpochSeededSampler(len(ds), seed, indices=schedule.indices, shuffle=shuffle)
+    elif train and shuffle:
+        sampler = EpochSeededSampler(len(ds), seed)
     gen = torch.Generator()
     gen.manual_seed(derive_seed(seed, 3))
     return DataLoader(
@@ -166,6 +176,7 @@ def fit(
             f"spec.selection_metric: split {sel_split!r} is not built by the task; "
             f"valid splits: {', '.join(['train', *eval_splits])}"
         )
+    schedule = _train_schedule(spec, config, datasets["train"])
     created = _first_missing(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run_dir)
@@ -178,7 +189,16 @@ def fit(
             remove_stale_temporaries(run_dir)
             remove_stale_temporaries(run_dir / "checkpoints")
         return _fit_in_folder(
-            spec, config, run_dir, resume, model, datasets, eval_splits, rank_zero, started
+            spec,
+            config,
+            run_dir,
+            resume,
+            model,
+            datasets,
+            eval_splits,
+            rank_zero,
+            started,
+            schedule,
         )
     except BaseException:
         if created is not None and not started and rank_zero and lock.held:
@@ -244,6 +264,7 @@ def _fit_in_folder(
     eval_splits: list[str],
     rank_zero: bool,
     started: list[bool],
+    schedule: TrainSchedule | None = None,
 ) -> dict[str, Any]:
     """:func:`fit` once the folder is made and locked."""
     tcfg = config["trainer"]
@@ -313,11 +334,14 @@ def _fit_in_folder(
             log_every_n_steps=int(tcfg.get("log_every_n_steps", 50)),
             enable_model_summary=False,
             **({"limit_train_batches": limit} if limit is not None else {}),
+            # An epoch's subset sets its length: Lightning re-measures the loader every epoch.
+            reload_dataloaders_every_n_epochs=1 if schedule is not None else 0,
             **_trainer_kwargs(tcfg),
         )
-    train_dl = _loader(spec, datasets["train"], tcfg, True, seed)
+    train_dl = _loader(spec, datasets["train"], tcfg, True, seed, schedule)
     if isinstance(train_dl.sampler, EpochSeededSampler):
         module.train_sampler = train_dl.sampler
+    module.train_schedule = schedule
     module.train_generator = train_dl.generator
     # Lightning creates the first train iterator of a session before on_train_epoch_start (and a
     # multi-worker loader draws its indices and worker seeds right then), so prime the sampler
@@ -343,6 +367,20 @@ def _fit_in_folder(
         _write_final(write_results, module, "failed", f"{type(err).__name__}: {err}")
         raise
     return write_results(module, "finished")
+
+
+def _train_schedule(
+    spec: TaskSpec, config: Mapping[str, Any], train: Dataset
+) -> TrainSchedule | None:
+    """The task's per-epoch training subsets for ``config`` (``None``: the whole set)."""
+    if spec.train_schedule is None:
+        return None
+    schedule = spec.train_schedule(config, train)
+    if schedule is not None and not isinstance(schedule, TrainSchedule):
+        raise TypeError(
+            f"spec.train_schedule: expected a TrainSchedule or None, got {type(schedule).__name__}"
+        )
+    return schedule
 
 
 def _write_final(write: Any, module: TaskModule, status: str, reason: str) -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Sampler
 
-from .spec import StepOutput, TaskSpec
+from .spec import StepOutput, TaskSpec, TrainSchedule
 
 __all__ = ["EpochSeededSampler", "TaskModule", "derive_seed", "seed_all"]
 
@@ -55,25 +55,59 @@ def seed_all(seed: int) -> None:
 
 
 class EpochSeededSampler(Sampler[int]):
-    """Random permutation of ``range(n)`` from ``(seed, epoch)``; Lightning calls ``set_epoch``."""
+    """Random permutation of ``range(n)`` from ``(seed, epoch)``; Lightning calls ``set_epoch``.
 
-    def __init__(self, n: int, seed: int) -> None:
+    With ``indices`` (``epoch -> indices``, e.g. a :class:`~.spec.TrainSchedule`'s), epoch ``e``
+    draws only ``indices(e)``, permuted by the same ``(seed, e)`` stream (in order when
+    ``shuffle`` is false), and ``len`` is that epoch's count.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        indices: Callable[[int], Sequence[int]] | None = None,
+        shuffle: bool = True,
+    ) -> None:
         if n < 0:
             raise ValueError(f"n: expected a non-negative dataset size, got {n}")
         self.n = int(n)
         self.seed = int(seed)
         self.epoch = 0
+        self.indices = indices
+        self.shuffle = bool(shuffle)
+        self._subset: tuple[int, list[int]] | None = None  # (epoch, indices) cache
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def subset(self) -> list[int] | None:
+        """The indices of the current epoch (``None``: all of ``range(n)``)."""
+        if self.indices is None:
+            return None
+        if self._subset is None or self._subset[0] != self.epoch:
+            sub = [int(i) for i in self.indices(self.epoch)]
+            if not sub or not 0 <= min(sub) <= max(sub) < self.n:
+                got = f"[{min(sub)}, {max(sub)}]" if sub else "none"
+                raise ValueError(
+                    f"indices: expected a non-empty list of indices in [0, {self.n}) for epoch "
+                    f"{self.epoch}, got {len(sub)} indices, range {got}"
+                )
+            self._subset = (self.epoch, sub)
+        return self._subset[1]
+
     def __len__(self) -> int:
-        return self.n
+        sub = self.subset()
+        return self.n if sub is None else len(sub)
 
     def __iter__(self) -> Iterator[int]:
+        sub = self.subset()
+        if sub is not None and not self.shuffle:
+            return iter(list(sub))
         g = torch.Generator()
         g.manual_seed(derive_seed(self.seed, 1, self.epoch))
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        perm = torch.randperm(self.n if sub is None else len(sub), generator=g).tolist()
+        return iter(perm if sub is None else [sub[i] for i in perm])
 
 
 def _batch_size(batch: Any) -> int:
@@ -182,6 +216,8 @@ class TaskModule(L.LightningModule):
         #: The train DataLoader's generator (worker seeds); reseeded per epoch so loader workers
         #: draw the same random streams in a resumed run.
         self.train_generator: torch.Generator | None = None
+        #: Set by the engine when the task trains each epoch on a subset of its training set.
+        self.train_schedule: TrainSchedule | None = None
 
     # ----------------------------------------------------------------- optimisation
     def _lr_at(self, epoch: int, step: int | None = None) -> float:
@@ -222,6 +258,8 @@ class TaskModule(L.LightningModule):
         self._epoch_t0 = time.perf_counter()
         self._epoch_c0 = time.process_time()
         self._pending = {"epoch": epoch, "lr": lr}
+        if self.train_schedule is not None:
+            self._pending.update(self.train_schedule.describe(epoch))
 
     def add_to_epoch_entry(self, **items: Any) -> None:
         """Add ``items`` to the history entry of the current epoch (e.g. from a callback)."""
@@ -283,6 +321,12 @@ class TaskModule(L.LightningModule):
         self.cpu_s += epoch_cpu_s
         entry["epoch_s"] = epoch_s
         self.history.append(entry)
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        last = max_epochs is None or 0 <= max_epochs <= self.current_epoch + 1
+        if self.train_schedule is not None and self.train_sampler is not None and not last:
+            # Lightning sizes the next epoch's batches (reload_dataloaders_every_n_epochs) before
+            # it calls set_epoch, so the sampler moves to the next epoch's subset now.
+            self.train_sampler.set_epoch(self.current_epoch + 1)
         if self.on_epoch_end is not None:
             self.on_epoch_end(self)
 

@@ -16,7 +16,10 @@ function, and the core package stays free of another dependency.
   ``2.7`` is not an ``int`` (``3.0`` is read as ``3``), ``"abc"`` is not a ``float``, ``1`` is
   not a ``bool``; floats must be finite;
 - ranges come from the field's metadata (:func:`num`): ``gt``, ``ge``, ``lt``, ``le``;
-- a section may define ``check(values, where)`` (a static method) for rules across fields.
+- a section may define ``check(values, where)`` (a static method) for rules across fields;
+- a field whose metadata is :func:`addable` is one that presets leave out (its absence means "off") and
+  that ``--set`` may still add without the ``+`` prefix (:func:`is_addable`), e.g.
+  ``--set data.curriculum.start=3``.
 
 Every failure is a :class:`~.config.ConfigError` naming the dotted key, the expected and the given
 value, e.g. ``optim.lr: expected a float > 0, got 'abc'``.
@@ -37,7 +40,9 @@ __all__ = [
     "OptimConfig",
     "RunConfig",
     "TrainerConfig",
+    "addable",
     "check_config",
+    "is_addable",
     "num",
     "schema_keys",
 ]
@@ -67,6 +72,31 @@ def num(
     return dataclasses.field(
         default=default, metadata={"gt": gt, "ge": ge, "lt": lt, "le": le, "doc": doc}
     )
+
+
+def addable(doc: str = "") -> dict[str, Any]:
+    """Field metadata of an optional section that ``--set`` may add although the preset lacks it:
+    ``x: Section | None = dataclasses.field(default=None, metadata=addable("..."))``."""
+    return {"addable": True, "doc": doc}
+
+
+def is_addable(schema: type | None, dotted: str) -> bool:
+    """Whether the key ``dotted`` (``"data.curriculum.start"``) lies in a field of ``schema``
+    marked :func:`addable` (``X | None`` fields are followed into their dataclass)."""
+    tp: Any = schema
+    for part in dotted.split("."):
+        if typing.get_origin(tp) in (Union, types.UnionType):
+            inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+            tp = inner[0] if len(inner) == 1 else None
+        if tp is None or not dataclasses.is_dataclass(tp):
+            return False
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        if part not in fields:
+            return False
+        if fields[part].metadata.get("addable"):
+            return True
+        tp = typing.get_type_hints(tp)[part]
+    return False
 
 
 def _describe(tp: Any) -> str:

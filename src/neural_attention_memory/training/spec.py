@@ -19,14 +19,14 @@ overrides) with these top-level sections, all plain data so it can be written to
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-__all__ = ["StepOutput", "TaskSpec"]
+__all__ = ["StepOutput", "TaskSpec", "TrainSchedule"]
 
 
 @dataclass
@@ -44,6 +44,26 @@ class StepOutput:
     loss: Tensor
     metrics: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
     batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainSchedule:
+    """Which training examples each epoch uses, e.g. a length curriculum.
+
+    Both functions take the 0-based epoch and must depend on nothing else (so a resumed run
+    continues the same schedule). The engine shuffles epoch ``e``'s examples from ``(seed, e)``,
+    rebuilds the epoch's batches when its length changes, and adds ``describe(e)`` to the epoch's
+    history entry.
+
+    Attributes:
+        indices: ``epoch -> indices`` into the training set (non-empty; the epoch trains on
+            exactly these examples, once each).
+        describe: ``epoch -> {name: value}`` recorded in the epoch's history entry (e.g.
+            ``{"train_max_size": 7, "train_samples": 18000}``).
+    """
+
+    indices: Callable[[int], Sequence[int]]
+    describe: Callable[[int], dict[str, Any]] = field(default=lambda epoch: {})
 
 
 @dataclass
@@ -70,6 +90,9 @@ class TaskSpec:
         build_eval_dataset: optional ``(config, seed, options) -> Dataset`` building an extra
             evaluation set from task-specific options (e.g. ``{"digits": "17-22"}`` from
             ``nam eval RUN_DIR --digits 17-22``); ``None`` when the task has no such options.
+        train_schedule: optional ``(config, train_dataset) -> TrainSchedule | None``: the
+            per-epoch subset of the training set (``None``, or a ``None`` result: every example,
+            every epoch). It may raise :class:`~.config.ConfigError` for a bad schedule.
     """
 
     name: str
@@ -85,3 +108,4 @@ class TaskSpec:
     description: str = ""
     build_eval_dataset: Callable[[Mapping[str, Any], int, dict[str, Any]], Dataset] | None = None
     schema: type | None = None
+    train_schedule: Callable[[Mapping[str, Any], Dataset], TrainSchedule | None] | None = None

@@ -26,7 +26,7 @@ from ...training.spec import TaskSpec
 from .. import reproducer
 from ..registry import register_reproducer, register_task
 from .curves import CURVE_FILE, length_curve, plot_length_curves
-from .data import build_datasets, build_eval_dataset
+from .data import build_datasets, build_eval_dataset, train_schedule
 from .models import MODEL_DESCRIPTIONS, MODELS, build_model
 from .paper import MODEL_LABELS, PAPER_TABLE2, TASKS
 from .presets import GRIDS, PAPER_GRID, PRESETS, QUICK_EPOCHS, QUICK_GRID
@@ -83,6 +83,7 @@ def make_spec(task: str) -> TaskSpec:
         schema=GeneralizationConfig,
         description=f"length generalisation: {_DESCRIPTIONS[task]}",
         build_eval_dataset=build_eval_dataset,
+        train_schedule=train_schedule,
     )
 
 

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch.utils.data import Dataset
 
 from ...tasks import algorithmic as alg
 from ...tasks import scan as scan_tasks
+from ...training.config import ConfigError
+from ...training.spec import TrainSchedule
 
-__all__ = ["build_datasets", "build_eval_dataset", "scan_args"]
+__all__ = [
+    "build_datasets",
+    "build_eval_dataset",
+    "curriculum_indices",
+    "curriculum_max_size",
+    "scan_args",
+    "train_schedule",
+]
 
 
 def build_datasets(config: Mapping[str, Any], seed: int) -> dict[str, Dataset]:
@@ -53,3 +62,57 @@ def build_eval_dataset(config: Mapping[str, Any], seed: int, options: dict[str, 
     params = dict(data.get("params") or {})
     train = alg.build_splits(task, seed, {"train": splits["train"]}, **params)["train"]
     return alg.build_eval_dataset(task, options["digits"], count, seed, train.examples, **params)
+
+
+def curriculum_max_size(start: int, step: int, epoch: int, largest: int) -> int:
+    """The largest training size of ``epoch`` (0-based): ``min(start + step * epoch, largest)``."""
+    return min(int(start) + int(step) * int(epoch), int(largest))
+
+
+def curriculum_indices(sizes: Sequence[int], max_size: int) -> list[int]:
+    """Indices (ascending) of the training examples of size ``<= max_size``."""
+    return [i for i, n in enumerate(sizes) if n <= max_size]
+
+
+def train_schedule(config: Mapping[str, Any], train: Dataset) -> TrainSchedule | None:
+    """The length curriculum of ``config["data"]["curriculum"]`` (``None``: no curriculum).
+
+    Epoch ``e`` trains on the problems of the one fixed training set whose size (digits, or
+    unclosed brackets for dyck4) is at most :func:`curriculum_max_size` ``(start, step, e, hi)``,
+    ``hi`` the top of the train range; the evaluation splits never change. The history entry of
+    each epoch records ``train_max_size`` and ``train_samples``.
+
+    Raises:
+        ConfigError: a curriculum on SCAN (its sizes are action lengths), or one whose first
+            epoch would hold no training problem.
+    """
+    curriculum = (config.get("data") or {}).get("curriculum")
+    if curriculum is None:
+        return None
+    if config.get("task") == "scan" or not isinstance(train, alg.SequenceDataset):
+        raise ConfigError(
+            f"data.curriculum: task {config.get('task')!r} has no digit sizes to order; "
+            f"a length curriculum applies to {', '.join(alg.TASKS)}, got {curriculum!r}"
+        )
+    start, step = int(curriculum["start"]), int(curriculum["step"])
+    splits = config["data"].get("splits") or alg.default_splits()
+    hi = alg.parse_range(splits["train"]["digits"])[1]
+    sizes = train.sizes()
+
+    def indices(epoch: int) -> list[int]:
+        return curriculum_indices(sizes, curriculum_max_size(start, step, epoch, hi))
+
+    first = curriculum_max_size(start, step, 0, hi)
+    if not indices(0):
+        raise ConfigError(
+            f"data.curriculum.start: no training problem has size <= {first} (sizes "
+            f"{min(sizes)}-{max(sizes)}); expected a larger start, got {start}"
+        )
+
+    def describe(epoch: int) -> dict[str, Any]:
+        return {
+            "train_max_size": curriculum_max_size(start, step, epoch, hi),
+            "train_samples": len(indices(epoch)),
+        }
+
+    return TrainSchedule(indices=indices, describe=describe)
