@@ -130,3 +130,72 @@ def test_schedule_of_the_wrong_type_is_refused(spec, tmp_path):
     with pytest.raises(TypeError, match="spec.train_schedule: expected a TrainSchedule or None"):
         fit(bad, resolve_config(bad, "quick", []), tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_epoch_line_shows_the_schedule():
+    from types import SimpleNamespace
+
+    from neural_attention_memory.training.display import epoch_summary
+
+    module = SimpleNamespace(
+        running_loss=lambda: 0.5,
+        last_eval={"val": {"acc": 0.75, "loss": 0.4}},
+        train_schedule=TrainSchedule(indices=range, describe=lambda e: {"train_samples": 10 * e}),
+    )
+    assert (
+        epoch_summary(2, 3, module)
+        == "epoch 3/3 | train loss 0.5 | train_samples 20 | val acc 0.75"
+    )
+    module.train_schedule = None
+    assert epoch_summary(2, 3, module) == "epoch 3/3 | train loss 0.5 | val acc 0.75"
+
+
+@pytest.mark.slow
+def test_schedule_under_two_cpu_processes(tmp_path):
+    import json
+    import os
+    import subprocess
+    import textwrap
+
+    here = Path(__file__).resolve().parent
+    script = tmp_path / "ddp_schedule.py"
+    # DDP's launcher re-executes the script for rank 1, so this must be a plain script.
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import dataclasses, json, sys
+            sys.path.insert(0, {str(here)!r})
+            import torch
+            torch.set_num_threads(1)
+            import nam_toy_task as toy
+            import test_train_schedule as t
+            from neural_attention_memory.training import fit, resolve_config
+            spec = dataclasses.replace(toy.make_spec("toysched"), build_datasets=t._datasets,
+                                       compute=t._compute, train_schedule=t._schedule)
+            over = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]
+            res = fit(spec, resolve_config(spec, "quick", over), {str(tmp_path / "run")!r})
+            rank = torch.distributed.get_rank()
+            print("RESULT", json.dumps({{"rank": rank, "seen": t.SEEN}}))
+            """
+        )
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = [
+        json.loads(x.split(" ", 1)[1])["seen"] for x in out.stdout.splitlines() if "RESULT" in x
+    ]
+    assert len(seen) == 2
+    # Each rank takes half of every epoch (padded to equal halves); together exactly the subset.
+    expected = _expected(0, range(3))
+    ends = [0]
+    for e in range(3):
+        ends.append(ends[-1] + -(-COUNTS[e] // 2))
+    assert len(seen[0]) == len(seen[1]) == ends[-1]
+    first = 0
+    for e in range(3):
+        both = {*seen[0][ends[e] : ends[e + 1]], *seen[1][ends[e] : ends[e + 1]]}
+        assert both == set(expected[first : first + COUNTS[e]])
+        first += COUNTS[e]

@@ -61,6 +61,9 @@ def epoch_summary(epoch: int, max_epochs: int | None, module: Any) -> str:
     loss = module.running_loss() if hasattr(module, "running_loss") else None
     if loss is not None:
         parts.append(f"train loss {loss:.4g}")
+    schedule = getattr(module, "train_schedule", None)
+    if schedule is not None:  # e.g. a length curriculum: "train_max_size 5 train_samples 4089"
+        parts.append(" ".join(f"{k} {v}" for k, v in schedule.describe(epoch).items()))
     for split, metrics in getattr(module, "last_eval", {}).items():
         vals = " ".join(f"{k} {v:.3g}" for k, v in metrics.items() if k not in ("loss", "select"))
         parts.append(f"{split} {vals}" if vals else split)

@@ -171,3 +171,20 @@ def test_cli_set_round_trip_and_one_line_errors(tmp_path, capsys, monkeypatch) -
         code, _, err = _nam(args, capsys)
         assert code == 2 and message in err and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_says_which_runs_used_a_curriculum(tmp_path) -> None:
+    from neural_attention_memory.experiments.generalization.report import _params_and_time
+    from neural_attention_memory.training.rundir import atomic_write_yaml
+
+    runs = []
+    for name, data in [("a", {"curriculum": {"start": 3, "step": 2}}), ("b", {})]:
+        atomic_write_yaml(tmp_path / name / "config.yaml", {"task": "fib", "data": data})
+        runs.append(
+            {"task": "fib", "model": "lstm", "status": "finished", "run_dir": tmp_path / name}
+        )
+    table = _params_and_time(runs)
+    assert "| Curriculum |" in table.splitlines()[0]
+    assert "| n <= 3+2e |" in table and "| none |" in table
+    missing = {"task": "fib", "model": "lstm", "status": "not run", "run_dir": tmp_path / "x"}
+    assert "Curriculum" not in _params_and_time([runs[1], missing])

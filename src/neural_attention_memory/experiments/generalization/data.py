@@ -16,6 +16,7 @@ __all__ = [
     "build_datasets",
     "build_eval_dataset",
     "curriculum_indices",
+    "curriculum_label",
     "curriculum_max_size",
     "scan_args",
     "train_schedule",
@@ -72,6 +73,14 @@ def curriculum_max_size(start: int, step: int, epoch: int, largest: int) -> int:
 def curriculum_indices(sizes: Sequence[int], max_size: int) -> list[int]:
     """Indices (ascending) of the training examples of size ``<= max_size``."""
     return [i for i, n in enumerate(sizes) if n <= max_size]
+
+
+def curriculum_label(config: Mapping[str, Any]) -> str | None:
+    """``"n <= 3+2e"`` for ``data.curriculum: {start: 3, step: 2}``; ``None`` without one."""
+    curriculum = (config.get("data") or {}).get("curriculum")
+    if not curriculum:
+        return None
+    return f"n <= {curriculum['start']}+{curriculum['step']}e"
 
 
 def train_schedule(config: Mapping[str, Any], train: Dataset) -> TrainSchedule | None:

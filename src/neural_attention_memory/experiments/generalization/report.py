@@ -6,9 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...models.baselines import PAPER_PARAMS
+from ...training.rundir import read_config
 from ..report import comparison_table, format_params, format_seconds, markdown_table
 from ..reproducer import ReportContext
 from .curves import plot_length_curves
+from .data import curriculum_label
 from .paper import MODEL_LABELS, NSP_TASKS, PAPER_TABLE2, SPLIT_LABELS, TASK_LABELS
 
 __all__ = ["medium_bars", "quality_bars", "table2", "write_report"]
@@ -38,7 +40,17 @@ def table2(results: Sequence[Mapping[str, Any]], models: Sequence[str]) -> str:
     return comparison_table(row_keys, cols, ours, PAPER_TABLE2)
 
 
+def _curriculum(res: Mapping[str, Any]) -> str | None:
+    """The run's length curriculum (from its ``config.yaml``), ``None`` without one."""
+    try:
+        return curriculum_label(read_config(res["run_dir"]))
+    except (KeyError, OSError, ValueError):  # a run that never started has no config
+        return None
+
+
 def _params_and_time(results: Sequence[Mapping[str, Any]]) -> str:
+    # A "Curriculum" column only when a run used one, so other reports keep their layout.
+    curricula = [_curriculum(res) for res in results]
     rows = []
     for res in results:
         m = str(res.get("model"))
@@ -61,7 +73,13 @@ def _params_and_time(results: Sequence[Mapping[str, Any]]) -> str:
         "Task", "Model", "Params", "Paper params", "Selected epoch", "Epochs", "Wall-clock",
         "CPU time", "Status",
     ]  # fmt: skip
-    return markdown_table(headers, rows, align=["l", "l"] + ["r"] * 7)
+    align = ["l", "l"] + ["r"] * 7
+    if any(curricula):
+        headers.append("Curriculum")
+        align.append("l")
+        for row, label in zip(rows, curricula, strict=True):
+            row.append(label or "none")
+    return markdown_table(headers, rows, align=align)
 
 
 def _acc(
