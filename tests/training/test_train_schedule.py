@@ -82,8 +82,10 @@ def test_each_epoch_sees_exactly_its_subset_once(spec, tmp_path):
     assert [h["lr"] for h in res["history"]] == pytest.approx([0.02, 0.016, 0.0128])
 
 
-def test_resume_continues_the_schedule_exactly(spec, tmp_path):
-    over = ["optim.warmup_steps=9"]  # warm-up crosses the resume point (2 + 7 steps)
+@pytest.mark.parametrize("workers", [0, 1])
+def test_resume_continues_the_schedule_exactly(spec, tmp_path, workers):
+    # Warm-up crosses the resume point (2 + 7 steps); a loader worker is reseeded per epoch too.
+    over = ["optim.warmup_steps=9", f"trainer.num_workers={workers}"]
     straight = fit(spec, resolve_config(spec, "quick", over), tmp_path / "a")
     SEEN.clear()
     fit(spec, resolve_config(spec, "quick", [*over, "trainer.max_epochs=1"]), tmp_path / "b")

@@ -188,3 +188,14 @@ def test_report_says_which_runs_used_a_curriculum(tmp_path) -> None:
     assert "| n <= 3+2e |" in table and "| none |" in table
     missing = {"task": "fib", "model": "lstm", "status": "not run", "run_dir": tmp_path / "x"}
     assert "Curriculum" not in _params_and_time([runs[1], missing])
+
+
+def test_a_reproduction_folder_does_not_mix_runs_with_and_without(tmp_path) -> None:
+    from neural_attention_memory.experiments.registry import get_reproducer
+
+    fn = get_reproducer("generalization")
+    over = [*TINY, "trainer.max_epochs=1"]
+    fn("quick", tmp_path, tasks=["palin"], models=["lstm"], overrides=over, curve_count=2)
+    with pytest.raises(ConfigError, match=r"different configuration \(data.curriculum\)"):
+        fn("quick", tmp_path, tasks=["palin"], models=["lstm"], overrides=[*over, *CURRICULUM],
+           report_only=True)  # fmt: skip
