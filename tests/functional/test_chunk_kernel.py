@@ -237,3 +237,26 @@ def test_fused_blocks_keep_non_finite_writes_from_the_past(which, t, monkeypatch
     assert not torch.isfinite(got[0][1, t:]).all() and not torch.isfinite(got[1][1]).all()
     torch.testing.assert_close(got[3][0], ref[3][0])  # dk of the clean sequence
     assert not torch.isfinite(got[3][1]).all()
+
+
+@needs_kernel
+def test_fused_tail_writes_gradients_of_strided_inputs(monkeypatch):
+    # The backward's fused tail writes the raw inputs' gradients itself (strided q, k, v and
+    # gates, ragged last chunk): the same as the PyTorch block ops and tail.
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(2, 50, 3, 2, 16, generator=g)
+    q, k = base[..., 0, :], base[..., 1, :]
+    v = torch.randn(2, 3, 50, 32, generator=g).transpose(1, 2)
+    w, e, r = (torch.rand(2, 3, 50, generator=g).transpose(1, 2) for _ in range(3))
+    leaves = [x.detach().requires_grad_() for x in (q, k, v, w, e, r)]
+    S0 = torch.randn(2, 3, 32, 16, generator=g).requires_grad_()
+
+    def run():
+        out, st = F.chunk_causal_nam_attention(
+            *leaves, initial_state=S0, output_final_state=True, chunk_size=16
+        )
+        return [out, st, *grads_with_cotangents(out, st, [*leaves, S0])]
+
+    fused = run()
+    monkeypatch.setattr(chunk_mod, "_block_kernel", lambda *a: None)
+    _same(fused, run())

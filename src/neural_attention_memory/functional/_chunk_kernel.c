@@ -101,10 +101,11 @@ int nam_chunk_prep_f32(long B, long H, long C, long L, long n0, long T, long dk,
 typedef float vf __attribute__((vector_size(64), aligned(4))); /* 16 floats, unaligned ok */
 #define VL 16
 
-/* Rows r0..r0+3 of C (+)= alpha * A B over k < K, columns n .. n + 16 * NV. */
+/* Rows r0..r0+3 of C (+)= alpha * A B over k < K, columns n .. n + 16 * NV; A's element
+ * (r, k) at A[r * sr + k * sk] (so a transposed A costs nothing: it is only broadcast). */
 #define MM_TILE(NAME, NV)                                                                     \
-    static inline void NAME(long K, const float *A, long lda, const float *B, long ldb,      \
-                            float *Cm, long ldc, float alpha, int beta) {                    \
+    static inline void NAME(long K, const float *A, long sr, long sk, const float *B,         \
+                            long ldb, float *Cm, long ldc, float alpha, int beta) {           \
         vf acc[4][NV];                                                                        \
         for (int r = 0; r < 4; r++)                                                           \
             for (int v = 0; v < NV; v++) acc[r][v] = (vf){0};                                 \
@@ -112,7 +113,7 @@ typedef float vf __attribute__((vector_size(64), aligned(4))); /* 16 floats, una
             vf b[NV];                                                                         \
             for (int v = 0; v < NV; v++) b[v] = *(const vf *)(B + k * ldb + v * VL);          \
             for (int r = 0; r < 4; r++) {                                                     \
-                const float a = A[r * lda + k];                                               \
+                const float a = A[r * sr + k * sk];                                           \
                 for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];                           \
             }                                                                                 \
         }                                                                                     \
@@ -125,14 +126,16 @@ typedef float vf __attribute__((vector_size(64), aligned(4))); /* 16 floats, una
 MM_TILE(mm_tile4, 4)
 MM_TILE(mm_tile1, 1)
 
-/* C[M, N] = (beta ? C : 0) + alpha * A[M, K] B[K, N], row-major with leading dimensions.
- * M % 4 == 0, N % 16 == 0. tri = LOW_A: A is zero above its diagonal, so rows r0..r0+3 stop at
- * k < r0 + 4; UP_A: A is zero below its diagonal, so they start at k = r0; LOW_C: only the
+/* C[M, N] = (beta ? C : 0) + alpha * op(A)[M, K] B[K, N], row-major with leading dimensions;
+ * op(A) = A, or A^T when ta (A then [K, M] with leading dimension lda). M % 4 == 0,
+ * N % 16 == 0. tri = LOW_A: op(A) is zero above its diagonal, so rows r0..r0+3 stop at
+ * k < r0 + 4; UP_A: op(A) is zero below its diagonal, so they start at k = r0; LOW_C: only the
  * lower triangle of C is wanted: rows r0..r0+3 compute the columns below round_up(r0 + 4, 16)
  * (the rest of C is left as it is). */
 enum { FULL = 0, LOW_A = 1, UP_A = 2, LOW_C = 3 };
-static void mm(long M, long N, long K, const float *A, long lda, const float *B, long ldb,
-               float *Cm, long ldc, float alpha, int beta, int tri) {
+static void mmt(long M, long N, long K, const float *A, long lda, int ta, const float *B,
+                long ldb, float *Cm, long ldc, float alpha, int beta, int tri) {
+    const long sr = ta ? 1 : lda, sk = ta ? lda : 1;
     for (long i = 0; i < M; i += 4) {
         long k0 = 0, ke = K, ne = N;
         if (tri == LOW_A && i + 4 < K) ke = i + 4;
@@ -141,16 +144,20 @@ static void mm(long M, long N, long K, const float *A, long lda, const float *B,
             ne = (i + 4 + VL - 1) / VL * VL;
             if (ne > N) ne = N;
         }
-        const float *a = A + i * lda + k0, *b = B + k0 * ldb;
+        const float *a = A + i * sr + k0 * sk, *b = B + k0 * ldb;
         float *c = Cm + i * ldc;
         long n = 0;
         for (; n + 4 * VL <= ne; n += 4 * VL)
-            mm_tile4(ke - k0, a, lda, b + n, ldb, c + n, ldc, alpha, beta);
-        for (; n < ne; n += VL) mm_tile1(ke - k0, a, lda, b + n, ldb, c + n, ldc, alpha, beta);
+            mm_tile4(ke - k0, a, sr, sk, b + n, ldb, c + n, ldc, alpha, beta);
+        for (; n < ne; n += VL) mm_tile1(ke - k0, a, sr, sk, b + n, ldb, c + n, ldc, alpha, beta);
     }
 }
 
-/* y[Cn, R] = x[R, Cn]^T, x's rows ld apart */
+static inline void mm(long M, long N, long K, const float *A, long lda, const float *B, long ldb,
+                      float *Cm, long ldc, float alpha, int beta, int tri) {
+    mmt(M, N, K, A, lda, 0, B, ldb, Cm, ldc, alpha, beta, tri);
+}
+
 static void transpose_ld(long R, long Cn, const float *x, long ld, float *y) {
     for (long i = 0; i < R; i++)
         for (long j = 0; j < Cn; j++) y[j * R + i] = x[i * ld + j];
@@ -276,29 +283,54 @@ int nam_chunk_fwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
     return 0;
 }
 
+/* Where the block backward writes its gradients straight into the caller's tensors (the
+ * normalisation backward included), instead of chunk-major block buffers: for blocks prepared
+ * by nam_chunk_prep_f32 with no non-finite values. Element strides (sB, sT, sH) of [B, T, H, *]
+ * tensors; dw, de, dr may be NULL (no such gate). */
+typedef struct {
+    long H, T, n0;                 /* heads, sequence length, the block's first chunk */
+    const float *gq, *bq, *gk, *bk; /* [L, G, C] normalisation terms (from the preparation) */
+    const float *w;                /* [L, G, C] write gate (block copy) or NULL */
+    const float *v;                /* raw values [B, T, H, dv] */
+    long vs[3];
+    float *dq, *dk, *dv;           /* [B, T, H, dk | dk | dv] */
+    long qs[3], ks[3], dvs[3];
+    float *dw, *de, *dr;           /* [B, T, H] */
+    long gs[3];
+} Tail;
+
+/* Back through mu(.) for one row: out = (du - big u (u . du)) g. */
+static inline void norm_back(long d, const float *du, const float *u, float g, float big,
+                             float *out) {
+    const float c = big * dot(u, du, d);
+    for (long a = 0; a < d; a++) out[a] = (du[a] - c * u[a]) * g;
+}
+
 /* Backward of one block (the same inputs as nam_chunk_fwd_f32, ST0 = the block's first state
  * S^T [G, dk, dv]). Per head, the block's chunks are recomputed forward (states, U, A^{-1} X,
  * K K^T, tril(Q K^T) and the output before the read gate kept per chunk in a workspace), then
  * walked in reverse. dO [L, G, C, dv]: the output's gradient; R [L, G, C] the read gate or
  * NULL. D [G, dk, dv]: in, the gradient w.r.t. S^T after the block; out, before it.
- * Out (chunk-major, before the normalisation backward): dQ, dK [L, G, C, dk] (w.r.t. the
- * unit-normalised q, k), dV [L, G, C, dv] (w.r.t. diag(w) V), dE [L, G, C] (with E) and dR
- * [L, G, C] (with R: the output before the gate dotted with dO). */
+ * Without tail, written chunk-major (before the normalisation backward): dQ, dK [L, G, C, dk]
+ * (w.r.t. the unit-normalised q, k), dV [L, G, C, dv] (w.r.t. diag(w) V), dE [L, G, C] (with
+ * E) and dR [L, G, C] (with R: the output before the gate dotted with dO). With tail, the
+ * gradients of the raw inputs go into the tail's tensors instead (dQ .. dR unused). */
 int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, const float *K,
                       const float *X, const float *E, const float *R, const float *ST0,
                       const float *dO, float *D, float *dQ, float *dK, float *dV, float *dE,
-                      float *dR) {
+                      float *dR, const Tail *tl) {
     if (!dims_ok(C, dk, dv)) return 2;
     const long dx = dv + (E ? dk : 0), sd = dk * dv, m = dk > dv ? dk : dv;
     const long m2 = (C > m ? C : m) * (C > m ? C : m);
     /* per chunk: S^T, U, Y, O, KK, P; shared: KT, and the backward's temporaries */
     const long per = sd + C * dv + C * dx + C * dv + 2 * C * C;
-    float *ws = malloc(sizeof(float) * (L * per + 12 * m2));
+    float *ws = malloc(sizeof(float) * (L * per + 13 * m2 + 2 * C));
     if (!ws) return 3;
     float *t = ws + L * per;
-    float *KT = t, *S = t + m2, *UT = t + 2 * m2, *QT = t + 3 * m2, *PT = t + 4 * m2;
-    float *dOh = t + 5 * m2, *dU = t + 6 * m2, *dP = t + 7 * m2, *dPT = t + 8 * m2;
-    float *DtT = t + 9 * m2, *WkT = t + 10 * m2, *dLs = t + 11 * m2;
+    float *KT = t, *S = t + m2, *UT = t + 2 * m2, *DtT = t + 3 * m2, *dOh = t + 4 * m2;
+    float *dU = t + 5 * m2, *dP = t + 6 * m2, *dBk = t + 7 * m2, *tq = t + 8 * m2;
+    float *tk = t + 9 * m2, *tv = t + 10 * m2, *eKK = t + 11 * m2, *te = t + 12 * m2;
+    float *tr = te + C;
     for (long g = 0; g < G; g++) {
         /* forward over the block, keeping what the backward needs */
         for (long j = 0; j < L; j++) {
@@ -318,63 +350,78 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
             const float *p = kk + C * C;
             const float *q = Q + row * dk, *k = K + row * dk, *e = E ? E + row : NULL;
             const float *dout = dO + row * dv;
-            float *dq = dQ + row * dk, *dk_ = dK + row * dk, *dvw = dV + row * dv;
+            float *dq = tl ? tq : dQ + row * dk, *dk_ = tl ? tk : dK + row * dk;
+            float *dvw = tl ? tv : dV + row * dv;
+            float *deb = tl ? te : (E ? dE + row : NULL), *drb = tl ? tr : (R ? dR + row : NULL);
             if (R) {
                 for (long i = 0; i < C; i++) {
-                    dR[row + i] = dot(o + i * dv, dout + i * dv, dv);
+                    drb[i] = dot(o + i * dv, dout + i * dv, dv);
                     const float ri = R[row + i];
                     for (long a = 0; a < dv; a++) dOh[i * dv + a] = ri * dout[i * dv + a];
                 }
             } else {
                 memcpy(dOh, dout, sizeof(float) * C * dv);
             }
-            transpose(dk, dv, w, S);   /* S [dv, dk] */
-            transpose(C, dv, u, UT);   /* U^T [dv, C] */
-            transpose(C, dk, q, QT);   /* Q^T [dk, C] */
-            transpose(C, C, p, PT);    /* P^T, upper triangular */
+            transpose(dk, dv, w, S);    /* S [dv, dk] */
+            transpose(C, dv, u, UT);    /* U^T [dv, C] */
             transpose(dk, dv, Dg, DtT); /* D^T [dv, dk] = dS after the chunk */
             /* dU = K D + P^T dOh */
             mm(C, dv, dk, k, dk, Dg, dv, dU, dv, 1.0f, 0, FULL);
-            mm(C, dv, C, PT, C, dOh, dv, dU, dv, 1.0f, 1, UP_A);
+            mmt(C, dv, C, p, C, 1, dOh, dv, dU, dv, 1.0f, 1, UP_A);
             /* dP = tril(dOh U^T) */
             mm(C, C, dv, dOh, dv, UT, C, dP, C, 1.0f, 0, LOW_C);
             zero_above_diag(C, dP);
-            transpose(C, C, dP, dPT);
             /* dq = dOh S + dP K;  dk = U D^T + dP^T Q */
             mm(C, dk, dv, dOh, dv, S, dk, dq, dk, 1.0f, 0, FULL);
             mm(C, dk, C, dP, C, k, dk, dq, dk, 1.0f, 1, LOW_A);
             mm(C, dk, dv, u, dv, DtT, dk, dk_, dk, 1.0f, 0, FULL);
-            mm(C, dk, C, dPT, C, q, dk, dk_, dk, 1.0f, 1, UP_A);
+            mmt(C, dk, C, dP, C, 1, q, dk, dk_, dk, 1.0f, 1, UP_A);
             /* D before the chunk: D + Q^T dOh (- Wk^T dU with erase) */
-            mm(dk, dv, C, QT, C, dOh, dv, Dg, dv, 1.0f, 1, FULL);
+            mmt(dk, dv, C, q, dk, 1, dOh, dv, Dg, dv, 1.0f, 1, FULL);
             if (e) {
-                float *dA = dP, *dBk = dLs; /* dP and its transpose are dead from here */
-                transpose_ld(C, dk, y + dv, dx, WkT);
-                mm(dk, dv, C, WkT, C, dU, dv, Dg, dv, -1.0f, 1, FULL);
+                float *dA = dP; /* dP is dead from here */
+                mmt(dk, dv, C, y + dv, dx, 1, dU, dv, Dg, dv, -1.0f, 1, FULL);
                 backward_subst(C, dv, kk, e, dU, dvw); /* dvw = A^{-T} dU */
                 /* dBk = -dvw S  [C, dk];  dA = -dvw U^T (strictly lower part used) */
                 mm(C, dk, dv, dvw, dv, S, dk, dBk, dk, -1.0f, 0, FULL);
                 mm(C, C, dv, dvw, dv, UT, C, dA, C, -1.0f, 0, LOW_C);
                 for (long i = 0; i < C; i++) {
                     float s = dot(dBk + i * dk, k + i * dk, dk);
-                    for (long jj = 0; jj < i; jj++) s += dA[i * C + jj] * kk[i * C + jj];
-                    dE[row + i] = s;
+                    const float *da = dA + i * C, *kr = kk + i * C;
+                    float *dl = eKK + i * C;
+                    for (long jj = 0; jj < i; jj++) s += da[jj] * kr[jj];
+                    deb[i] = s;
                     const float ei = e[i];
                     for (long a = 0; a < dk; a++) dk_[i * dk + a] += ei * dBk[i * dk + a];
+                    /* dL = diag(e) strict_lower(dA), zero elsewhere */
+                    for (long jj = 0; jj < i; jj++) dl[jj] = ei * da[jj];
+                    for (long jj = i; jj < C; jj++) dl[jj] = 0.0f;
                 }
-                /* dLs = dL + dL^T, dL = diag(e) strict_lower(dA) */
-                float *L2 = dPT;
-                for (long i = 0; i < C; i++) {
-                    L2[i * C + i] = 0.0f;
-                    for (long jj = 0; jj < i; jj++) {
-                        const float vl = e[i] * dA[i * C + jj];
-                        L2[i * C + jj] = vl;
-                        L2[jj * C + i] = vl;
-                    }
-                }
-                mm(C, dk, C, L2, C, k, dk, dk_, dk, 1.0f, 1, FULL);
+                /* dk += (dL + dL^T) K */
+                mm(C, dk, C, eKK, C, k, dk, dk_, dk, 1.0f, 1, LOW_A);
+                mmt(C, dk, C, eKK, C, 1, k, dk, dk_, dk, 1.0f, 1, UP_A);
             } else {
                 memcpy(dvw, dU, sizeof(float) * C * dv);
+            }
+            if (!tl) continue;
+            /* the tail: back through mu(.) and the gates, into the caller's tensors */
+            const long H = tl->H, b = g / H, h = g % H;
+            for (long i = 0; i < C; i++) {
+                const long tt = (tl->n0 + j) * C + i, ri = row + i;
+                if (tt >= tl->T) break;
+                const long off = b * tl->gs[0] + tt * tl->gs[1] + h * tl->gs[2];
+                norm_back(dk, dq + i * dk, q + i * dk, tl->gq[ri], tl->bq[ri],
+                          tl->dq + b * tl->qs[0] + tt * tl->qs[1] + h * tl->qs[2]);
+                norm_back(dk, dk_ + i * dk, k + i * dk, tl->gk[ri], tl->bk[ri],
+                          tl->dk + b * tl->ks[0] + tt * tl->ks[1] + h * tl->ks[2]);
+                float *dvo = tl->dv + b * tl->dvs[0] + tt * tl->dvs[1] + h * tl->dvs[2];
+                const float wt = tl->w ? tl->w[ri] : 1.0f;
+                for (long a = 0; a < dv; a++) dvo[a] = wt * dvw[i * dv + a];
+                if (tl->dw)
+                    tl->dw[off] = dot(dvw + i * dv,
+                                      tl->v + b * tl->vs[0] + tt * tl->vs[1] + h * tl->vs[2], dv);
+                if (tl->de) tl->de[off] = deb[i];
+                if (tl->dr) tl->dr[off] = drb[i];
             }
         }
     }

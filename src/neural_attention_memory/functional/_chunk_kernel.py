@@ -24,7 +24,7 @@ from torch import Tensor
 
 from . import _cbuild
 
-__all__ = ["ChunkKernel", "build", "get"]
+__all__ = ["ChunkKernel", "Tail", "build", "get", "make_tail"]
 
 SOURCE = Path(__file__).with_name("_chunk_kernel.c")
 FLAGS = _cbuild.BASE_FLAGS
@@ -62,6 +62,42 @@ def _strides(x: Tensor) -> ctypes.Array:
     return (ctypes.c_long * 3)(*x.stride()[:3])
 
 
+class Tail(ctypes.Structure):
+    """``Tail`` of ``_chunk_kernel.c``: where the block backward writes the raw inputs' gradients."""
+
+    _P, _L3 = ctypes.c_void_p, ctypes.c_long * 3
+    _fields_ = [
+        ("H", ctypes.c_long), ("T", ctypes.c_long), ("n0", ctypes.c_long),
+        ("gq", _P), ("bq", _P), ("gk", _P), ("bk", _P), ("w", _P), ("v", _P), ("vs", _L3),
+        ("dq", _P), ("dk", _P), ("dv", _P), ("qs", _L3), ("ks", _L3), ("dvs", _L3),
+        ("dw", _P), ("de", _P), ("dr", _P), ("gs", _L3),
+    ]  # fmt: skip
+
+
+def make_tail(n0: int, gq, bq, gk, bk, w, v, dq, dk, dv, dw, de, dr) -> Tail:
+    """A :class:`Tail` for chunks from ``n0`` on: ``gq, bq, gk, bk, w`` the block's contiguous
+    `[L, G, C]` buffers (``w`` may be None), ``v`` the raw values `[B, T, H, d_v]` (unit last
+    stride), ``dq, dk, dv`` `[B, T, H, *]` and ``dw, de, dr`` `[B, T, H]` (or None, all three
+    with the same strides) float32 gradients with a unit last stride. The tensors must outlive
+    the call that uses the tail."""
+    _check(gq, bq, gk, bk, w)
+    for x in (v, dq, dk, dv):
+        if x.stride(-1) != 1 or x.dtype != torch.float32:
+            raise ValueError("chunk kernel tail: expected float32 with a unit last stride")
+    gate = next((x for x in (dw, de, dr) if x is not None), None)
+    gs = gate.stride() if gate is not None else (0, 0, 0)
+    for x in (dw, de, dr):
+        if x is not None and (x.stride() != gs or x.dtype != torch.float32):
+            raise ValueError("chunk kernel tail: gate gradients must share float32 strides")
+    _, T, H, _ = dq.shape
+    L3 = ctypes.c_long * 3
+    return Tail(
+        H, T, n0, *(_ptr(x) for x in (gq, bq, gk, bk, w, v)), L3(*v.stride()[:3]),
+        *(_ptr(x) for x in (dq, dk, dv)), *(L3(*x.stride()[:3]) for x in (dq, dk, dv)),
+        *(_ptr(x) for x in (dw, de, dr)), L3(*gs),
+    )  # fmt: skip
+
+
 def _contig(x: Tensor | None) -> Tensor | None:
     return None if x is None else x.contiguous()
 
@@ -81,7 +117,7 @@ class ChunkKernel:
         self._fwd.argtypes = [Li] * 5 + [P] * 6
         self._fwd.restype = ctypes.c_int
         self._bwd = lib.nam_chunk_bwd_f32
-        self._bwd.argtypes = [Li] * 5 + [P] * 13
+        self._bwd.argtypes = [Li] * 5 + [P] * 13 + [ctypes.POINTER(Tail)]
         self._bwd.restype = ctypes.c_int
         self.path = path
 
@@ -103,13 +139,15 @@ class ChunkKernel:
         rc = self._fwd(L, G, C, dk, dv, *(_ptr(x) for x in (q, k, X, e, St, O)))
         return rc == 0
 
-    def backward(self, q, k, X, e, r, S0t, dO, D, dq, dk, dv, de, dr) -> bool:
+    def backward(self, q, k, X, e, r, S0t, dO, D, dq, dk, dv, de, dr, tail=None) -> bool:
         """Gradients of one block (inputs as in :meth:`forward`, ``r`` `[L, G, C]` or None,
         ``S0t`` `[G, d_k, d_v]` the block's first state transposed, ``dO`` `[L, G, C, d_v]`).
         ``D`` `[G, d_k, d_v]` is the gradient w.r.t. the transposed state after the block and
-        becomes the one before it. Written: ``dq, dk`` `[L, G, C, d_k]` (w.r.t. the normalised
-        q, k), ``dv`` `[L, G, C, d_v]` (w.r.t. ``diag(w) V``), ``de``, ``dr`` `[L, G, C]` (where
-        ``e``, ``r`` are given; ``dr`` is the output before the read gate dotted with ``dO``)."""
+        becomes the one before it. Without ``tail`` written: ``dq, dk`` `[L, G, C, d_k]` (w.r.t.
+        the normalised q, k), ``dv`` `[L, G, C, d_v]` (w.r.t. ``diag(w) V``), ``de``, ``dr``
+        `[L, G, C]` (where ``e``, ``r`` are given; ``dr`` is the output before the read gate
+        dotted with ``dO``). With a :class:`Tail` (:func:`make_tail`) the gradients of the raw
+        inputs go straight into its tensors instead (``dq .. dr`` may then be None)."""
         L, G, C, d_k = q.shape
         d_v = dO.shape[-1]
         e, r = _contig(e), _contig(r)
@@ -117,6 +155,7 @@ class ChunkKernel:
         rc = self._bwd(
             L, G, C, d_k, d_v,
             *(_ptr(x) for x in (q, k, X, e, r, S0t, dO, D, dq, dk, dv, de, dr)),
+            None if tail is None else ctypes.byref(tail),
         )  # fmt: skip
         return rc == 0
 

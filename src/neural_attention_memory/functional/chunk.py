@@ -202,6 +202,7 @@ class _Block:
 
     def __init__(self, bufs: dict, ins: tuple, n0: int, n1: int, C: int, G: int, fast: bool):
         self.shape5 = bufs["q"][: n1 - n0].shape[:3]  # (L, B, H)
+        self.prepped = False  # prepared by the C kernel (its float normalisation terms)
         if fast and self._has_padding(bufs, ins[6], n0, n1, C):
             fast = False
         if not (
@@ -232,6 +233,7 @@ class _Block:
         self.X = out["x"].view(L, G, C, out["x"].shape[-1])
         self.v5 = _source(v, bufs["v"], n0, n1, C)
         self.bad, self.pad = None, None
+        self.prepped = True
         self._gates(*(out.get(n) for n in ("w", "e", "r")), L, G, C)
         return True
 
@@ -550,9 +552,10 @@ def _block_grads_torch(x, bufs, dO, O, Sb_b, S, dS, n0, n1, C, dims):
     return dqn, dkn, dvw, deb, drb, dS
 
 
-def _block_grads_kernel(kern, x, bufs, dO, D, n0, n1, C, Sb_b, dims):
+def _block_grads_kernel(kern, x, bufs, dO, D, n0, n1, C, Sb_b, dims, tail=None):
     """:func:`_block_grads_torch` by the fused C backward; ``D`` (`[G, d_k, d_v]`, the
-    gradient w.r.t. the transposed state) is updated in place."""
+    gradient w.r.t. the transposed state) is updated in place. With ``tail`` the kernel writes
+    the inputs' gradients itself (normalisation backward included) and this returns None."""
     G, d_v = dims[2], dims[4]
     nl = n1 - n0
     if dO is None:
@@ -563,11 +566,13 @@ def _block_grads_kernel(kern, x, bufs, dO, D, n0, n1, C, Sb_b, dims):
     dvw = bufs["dvw"][:nl]
     deb = None if x.e is None else bufs["deb"][:nl]
     drb = None if x.r is None else bufs["drb"][:nl]
+    if tail is not None:
+        dqn = dkn = dvw = deb = drb = None
     ok = kern.backward(x.q, x.k, x.X, x.e, x.r, Sb_b, dO5.view(nl, G, C, d_v), D,
-                       dqn, dkn, dvw, deb, drb)  # fmt: skip
+                       dqn, dkn, dvw, deb, drb, tail)  # fmt: skip
     if not ok:  # (sizes were checked by _block_kernel: only out of memory gets here)
         raise MemoryError("chunk kernel: out of memory for the block backward's workspace")
-    return dqn, dkn, dvw, deb, drb
+    return None if tail is not None else (dqn, dkn, dvw, deb, drb)
 
 
 def _backward(ctx, dO, dS_last):
@@ -594,19 +599,30 @@ def _backward(ctx, dO, dS_last):
     S = q.new_empty((L + 1, G, d_k, d_v), dtype=cdt)  # S^T, as in the forward
     dims = (B, H, G, d_k, d_v, cdt, q.dtype)
     kern = _block_kernel(q, C, d_k, d_v)
+    any_poison = bool(poisoned.any())
+    v_raw = v if v.stride(-1) == 1 else v.contiguous()
     if kern is not None:  # its block buffers, and the state gradient carried transposed
         for name, d in (("dqn", d_k), ("dkn", d_k), ("dvw", d_v), ("deb", 0), ("drb", 0)):
             bufs[name] = q.new_empty((L, G, C, d) if d else (L, G, C), dtype=cdt)
         D = dS.transpose(-1, -2).contiguous()
+        # contiguous gradients: the kernel's tail writes them straight
+        dq, dk, dv = (torch.empty(x.shape, dtype=x.dtype) for x in (q, k, v))
+        dw, de, dr = (None if p is None else torch.empty(p.shape, dtype=p.dtype) for p in (w, e, r))
     starts = list(range(0, N, L))
     for b in reversed(range(len(starts))):
         n0 = starts[b]
         n1 = min(N, n0 + L)
         x = _Block(bufs, ins, n0, n1, C, G, fast)
         if kern is not None:
-            dqn, dkn, dvw, deb, drb = _block_grads_kernel(
-                kern, x, bufs, dO, D, n0, n1, C, Sb[b], dims
-            )
+            tail = None
+            if x.prepped and not any_poison:  # (a prepared block holds no non-finite value)
+                tail = _chunk_kernel.make_tail(
+                    n0, x.gq, x.bq, x.gk, x.bk, x.w, v_raw, dq, dk, dv, dw, de, dr
+                )
+            res = _block_grads_kernel(kern, x, bufs, dO, D, n0, n1, C, Sb[b], dims, tail)
+            if res is None:
+                continue
+            dqn, dkn, dvw, deb, drb = res
         else:
             dqn, dkn, dvw, deb, drb, dS = _block_grads_torch(
                 x, bufs, dO, O, Sb[b], S, dS, n0, n1, C, dims
@@ -617,7 +633,7 @@ def _backward(ctx, dO, dS_last):
         # marked from the first non-finite write on, as the recurrence would give.
         m = marks[n0:n1]
         gq = x.gq
-        if x.bad is not None or bool(poisoned.any()):
+        if x.bad is not None or any_poison:
             gq = gq.masked_fill(m.unsqueeze(-1), float("nan"))
             if drb is not None:
                 drb.masked_fill_(m, float("nan"))
