@@ -165,56 +165,53 @@ static void transpose_ld(long R, long Cn, const float *x, long ld, float *y) {
 
 static void transpose(long R, long Cn, const float *x, float *y) { transpose_ld(R, Cn, x, Cn, y); }
 
-/* y = A^{-1} x for A = I + diag(e) strict_lower(KK): y_i = x_i - e_i sum_{j<i} KK_ij y_j,
- * in panels of 64 (or 16) columns so that the accumulators stay in registers. */
+/* Rows of a substitution are done in blocks of SB: the part that couples a block to the
+ * blocks already solved is one product (mm, register-blocked), only the SB x SB triangle
+ * inside the block runs row by row. */
+#define SB 16
+
+/* y = A^{-1} x for A = I + diag(e) strict_lower(KK): y_i = x_i - e_i sum_{j<i} KK_ij y_j.
+ * Z: workspace [SB, dx]. */
 static void forward_subst(long C, long dx, const float *KK, const float *e, const float *x,
-                          float *y) {
-    long n = 0;
-    for (; n + 4 * VL <= dx; n += 4 * VL) {
-        for (long i = 0; i < C; i++) {
-            vf a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            const float *kk = KK + i * C;
-            for (long j = 0; j < i; j++) {
-                const float *yj = y + j * dx + n;
-                const float c = kk[j];
-                a0 += c * *(const vf *)yj;
-                a1 += c * *(const vf *)(yj + VL);
-                a2 += c * *(const vf *)(yj + 2 * VL);
-                a3 += c * *(const vf *)(yj + 3 * VL);
+                          float *y, float *Z) {
+    for (long I = 0; I < C; I += SB) {
+        if (I) mm(SB, dx, I, KK + I * C, C, y, dx, Z, dx, 1.0f, 0, FULL);
+        for (long n = 0; n < dx; n += VL) {
+            for (long i = I; i < I + SB; i++) {
+                vf a0 = I ? *(const vf *)(Z + (i - I) * dx + n) : (vf){0}, a1 = {0};
+                const float *kk = KK + i * C;
+                long j = I;
+                for (; j + 1 < i; j += 2) {
+                    a0 += kk[j] * *(const vf *)(y + j * dx + n);
+                    a1 += kk[j + 1] * *(const vf *)(y + (j + 1) * dx + n);
+                }
+                if (j < i) a0 += kk[j] * *(const vf *)(y + j * dx + n);
+                *(vf *)(y + i * dx + n) = *(const vf *)(x + i * dx + n) - e[i] * (a0 + a1);
             }
-            const float *xi = x + i * dx + n;
-            float *yi = y + i * dx + n;
-            const float ei = e[i];
-            *(vf *)yi = *(const vf *)xi - ei * a0;
-            *(vf *)(yi + VL) = *(const vf *)(xi + VL) - ei * a1;
-            *(vf *)(yi + 2 * VL) = *(const vf *)(xi + 2 * VL) - ei * a2;
-            *(vf *)(yi + 3 * VL) = *(const vf *)(xi + 3 * VL) - ei * a3;
-        }
-    }
-    for (; n < dx; n += VL) {
-        for (long i = 0; i < C; i++) {
-            vf a0 = {0};
-            const float *kk = KK + i * C;
-            for (long j = 0; j < i; j++) a0 += kk[j] * *(const vf *)(y + j * dx + n);
-            *(vf *)(y + i * dx + n) = *(const vf *)(x + i * dx + n) - e[i] * a0;
         }
     }
 }
 
-
-/* y = A^{-T} x for the same A: y_i = x_i - sum_{j>i} e_j KK_ji y_j (back substitution). */
+/* y = A^{-T} x for the same A: y_i = x_i - sum_{j>i} e_j KK_ji y_j (back substitution).
+ * E2: workspace [C, C] (e_j KK_ji), Z: workspace [SB, dx]. */
 static void backward_subst(long C, long dx, const float *KK, const float *e, const float *x,
-                           float *y) {
-    for (long n = 0; n < dx; n += VL) {
-        for (long i = C - 1; i >= 0; i--) {
-            vf a0 = {0}, a1 = {0};
-            long j = i + 1;
-            for (; j + 1 < C; j += 2) { /* two chains: the adds are not one long dependency */
-                a0 += (e[j] * KK[j * C + i]) * *(const vf *)(y + j * dx + n);
-                a1 += (e[j + 1] * KK[(j + 1) * C + i]) * *(const vf *)(y + (j + 1) * dx + n);
+                           float *y, float *E2, float *Z) {
+    for (long j = 0; j < C; j++)
+        for (long i = 0; i < j; i++) E2[j * C + i] = e[j] * KK[j * C + i];
+    for (long I = C - SB; I >= 0; I -= SB) {
+        const long J = I + SB; /* rows J.. are solved: Z = sum_{j >= J} E2[j, I + r] y_j */
+        if (J < C) mmt(SB, dx, C - J, E2 + J * C + I, C, 1, y + J * dx, dx, Z, dx, 1.0f, 0, FULL);
+        for (long n = 0; n < dx; n += VL) {
+            for (long i = J - 1; i >= I; i--) {
+                vf a0 = J < C ? *(const vf *)(Z + (i - I) * dx + n) : (vf){0}, a1 = {0};
+                long j = i + 1;
+                for (; j + 1 < J; j += 2) {
+                    a0 += E2[j * C + i] * *(const vf *)(y + j * dx + n);
+                    a1 += E2[(j + 1) * C + i] * *(const vf *)(y + (j + 1) * dx + n);
+                }
+                if (j < J) a0 += E2[j * C + i] * *(const vf *)(y + j * dx + n);
+                *(vf *)(y + i * dx + n) = *(const vf *)(x + i * dx + n) - (a0 + a1);
             }
-            if (j < C) a0 += (e[j] * KK[j * C + i]) * *(const vf *)(y + j * dx + n);
-            *(vf *)(y + i * dx + n) = *(const vf *)(x + i * dx + n) - (a0 + a1);
         }
     }
 }
@@ -236,12 +233,12 @@ static void zero_above_diag(long C, float *P) {
  * K K^T [C, C] (with e). Without e and with u == x (dx == dv) U is not copied. */
 static void chunk_fwd(long C, long dk, long dv, const float *q, const float *k, const float *x,
                       const float *e, const float *s, float *s1, float *o, float *u, float *y,
-                      float *KT, float *KK, float *P) {
+                      float *KT, float *KK, float *P, float *Z) {
     const long dx = dv + (e ? dk : 0);
     transpose(C, dk, k, KT);
     if (e) {
         mm(C, C, dk, k, dk, KT, C, KK, C, 1.0f, 0, LOW_C); /* K K^T, lower part */
-        forward_subst(C, dx, KK, e, x, y);
+        forward_subst(C, dx, KK, e, x, y, Z);
         for (long i = 0; i < C; i++) memcpy(u + i * dv, y + i * dx, sizeof(float) * dv);
         mm(C, dv, dk, y + dv, dx, s, dv, u, dv, -1.0f, 1, FULL); /* U = Uv - Wk S^T */
     } else if (u != x) {
@@ -257,26 +254,48 @@ static void chunk_fwd(long C, long dk, long dv, const float *q, const float *k, 
 
 static int dims_ok(long C, long dk, long dv) { return !(C % VL || dk % VL || dv % VL); }
 
+/* Where the block forward writes its outputs straight into the caller's [B, T, H, dv] output
+ * (element strides os; times the read gate R [L, G, C] when given), instead of a chunk-major
+ * block buffer. */
+typedef struct {
+    long H, T, n0; /* heads, sequence length, the block's first chunk */
+    const float *R;
+    float *O;
+    long os[3];
+} Out;
+
 /* One block of L chunks of C tokens, G = B * H heads, chunk-major contiguous inputs as the
  * preparation writes them: Q, K [L, G, C, dk] (unit-normalised), X [L, G, C, dx] with
  * X = [diag(w) V | diag(e) K] (dx = dv + dk) when E [L, G, C] is given, else diag(w) V
  * (dx = dv). ST [L + 1, G, dk, dv]: the transposed chunk-start states, ST[0] given; the
- * others are written. Out: O [L, G, C, dv] = Q S^T + tril(Q K^T) U (before the read gate).
+ * others are written. Out: O [L, G, C, dv] = Q S^T + tril(Q K^T) U (before the read gate),
+ * or, with out, the caller's output (see Out; O unused).
  * Returns 0, 2 when a dimension is not a multiple of 16 (nothing written) or 3 when out of
  * memory. */
 int nam_chunk_fwd_f32(long L, long G, long C, long dk, long dv, const float *Q, const float *K,
-                      const float *X, const float *E, float *ST, float *O) {
+                      const float *X, const float *E, float *ST, float *O, const Out *out) {
     if (!dims_ok(C, dk, dv)) return 2;
     const long dx = dv + (E ? dk : 0), sd = dk * dv;
-    float *ws = malloc(sizeof(float) * (dk * C + 2 * C * C + C * dx + C * dv));
+    float *ws = malloc(sizeof(float) * (dk * C + 2 * C * C + C * dx + 2 * C * dv + SB * dx));
     if (!ws) return 3;
     float *KT = ws, *KK = KT + dk * C, *P = KK + C * C, *Y = P + C * C, *U = Y + C * dx;
+    float *Z = U + C * dv, *Ob = Z + SB * dx;
     for (long g = 0; g < G; g++) {
         for (long j = 0; j < L; j++) {
             const long row = (j * G + g) * C;
+            float *o = out ? Ob : O + row * dv;
             chunk_fwd(C, dk, dv, Q + row * dk, K + row * dk, X + row * dx, E ? E + row : NULL,
-                      ST + (j * G + g) * sd, ST + ((j + 1) * G + g) * sd, O + row * dv,
-                      E ? U : (float *)(X + row * dx), Y, KT, KK, P);
+                      ST + (j * G + g) * sd, ST + ((j + 1) * G + g) * sd, o,
+                      E ? U : (float *)(X + row * dx), Y, KT, KK, P, Z);
+            if (!out) continue;
+            const long b = g / out->H, h = g % out->H;
+            for (long i = 0; i < C; i++) {
+                const long tt = (out->n0 + j) * C + i;
+                if (tt >= out->T) break;
+                float *dst = out->O + b * out->os[0] + tt * out->os[1] + h * out->os[2];
+                const float r = out->R ? out->R[row + i] : 1.0f;
+                for (long a = 0; a < dv; a++) dst[a] = r * o[i * dv + a];
+            }
         }
     }
     free(ws);
@@ -324,13 +343,13 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
     const long m2 = (C > m ? C : m) * (C > m ? C : m);
     /* per chunk: S^T, U, Y, O, KK, P; shared: KT, and the backward's temporaries */
     const long per = sd + C * dv + C * dx + C * dv + 2 * C * C;
-    float *ws = malloc(sizeof(float) * (L * per + 13 * m2 + 2 * C));
+    float *ws = malloc(sizeof(float) * (L * per + 13 * m2 + 2 * C + SB * dx));
     if (!ws) return 3;
     float *t = ws + L * per;
     float *KT = t, *S = t + m2, *UT = t + 2 * m2, *DtT = t + 3 * m2, *dOh = t + 4 * m2;
     float *dU = t + 5 * m2, *dP = t + 6 * m2, *dBk = t + 7 * m2, *tq = t + 8 * m2;
     float *tk = t + 9 * m2, *tv = t + 10 * m2, *eKK = t + 11 * m2, *te = t + 12 * m2;
-    float *tr = te + C;
+    float *tr = te + C, *Z = tr + C;
     for (long g = 0; g < G; g++) {
         /* forward over the block, keeping what the backward needs */
         for (long j = 0; j < L; j++) {
@@ -340,7 +359,7 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
             if (j == 0) memcpy(w, ST0 + g * sd, sizeof(float) * sd);
             float *u = w + sd, *y = u + C * dv, *o = y + C * dx, *kk = o + C * dv, *p = kk + C * C;
             chunk_fwd(C, dk, dv, Q + row * dk, K + row * dk, X + row * dx, E ? E + row : NULL,
-                      w, s1, o, u, y, KT, kk, p);
+                      w, s1, o, u, y, KT, kk, p, Z);
         }
         float *Dg = D + g * sd;
         for (long j = L - 1; j >= 0; j--) {
@@ -381,7 +400,7 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
             if (e) {
                 float *dA = dP; /* dP is dead from here */
                 mmt(dk, dv, C, y + dv, dx, 1, dU, dv, Dg, dv, -1.0f, 1, FULL);
-                backward_subst(C, dv, kk, e, dU, dvw); /* dvw = A^{-T} dU */
+                backward_subst(C, dv, kk, e, dU, dvw, eKK, Z); /* dvw = A^{-T} dU */
                 /* dBk = -dvw S  [C, dk];  dA = -dvw U^T (strictly lower part used) */
                 mm(C, dk, dv, dvw, dv, S, dk, dBk, dk, -1.0f, 0, FULL);
                 mm(C, C, dv, dvw, dv, UT, C, dA, C, -1.0f, 0, LOW_C);

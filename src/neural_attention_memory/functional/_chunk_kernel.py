@@ -24,7 +24,7 @@ from torch import Tensor
 
 from . import _cbuild
 
-__all__ = ["ChunkKernel", "Tail", "build", "get", "make_tail"]
+__all__ = ["ChunkKernel", "Out", "Tail", "build", "get", "make_out", "make_tail"]
 
 SOURCE = Path(__file__).with_name("_chunk_kernel.c")
 FLAGS = _cbuild.BASE_FLAGS
@@ -60,6 +60,26 @@ def _check(*xs: Tensor | None) -> None:
 
 def _strides(x: Tensor) -> ctypes.Array:
     return (ctypes.c_long * 3)(*x.stride()[:3])
+
+
+class Out(ctypes.Structure):
+    """``Out`` of ``_chunk_kernel.c``: where the block forward writes its outputs."""
+
+    _fields_ = [
+        ("H", ctypes.c_long), ("T", ctypes.c_long), ("n0", ctypes.c_long),
+        ("R", ctypes.c_void_p), ("O", ctypes.c_void_p), ("os", ctypes.c_long * 3),
+    ]  # fmt: skip
+
+
+def make_out(n0: int, r: Tensor | None, O: Tensor) -> Out:
+    """An :class:`Out` for chunks from ``n0`` on: ``r`` the block's read gate `[L, G, C]`
+    (contiguous, or None), ``O`` the float32 output `[B, T, H, d_v]` with a unit last stride.
+    The tensors must outlive the call that uses it."""
+    _check(r)
+    if O.stride(-1) != 1 or O.dtype != torch.float32:
+        raise ValueError("chunk kernel out: expected float32 with a unit last stride")
+    _, T, H, _ = O.shape
+    return Out(H, T, n0, _ptr(r), _ptr(O), (ctypes.c_long * 3)(*O.stride()[:3]))
 
 
 class Tail(ctypes.Structure):
@@ -114,7 +134,7 @@ class ChunkKernel:
         fn.restype = ctypes.c_int
         self._prep = fn
         self._fwd = lib.nam_chunk_fwd_f32
-        self._fwd.argtypes = [Li] * 5 + [P] * 6
+        self._fwd.argtypes = [Li] * 5 + [P] * 6 + [ctypes.POINTER(Out)]
         self._fwd.restype = ctypes.c_int
         self._bwd = lib.nam_chunk_bwd_f32
         self._bwd.argtypes = [Li] * 5 + [P] * 13 + [ctypes.POINTER(Tail)]
@@ -126,17 +146,22 @@ class ChunkKernel:
         """Whether the block forward/backward take these sizes (multiples of 16)."""
         return C % 16 == 0 and d_k % 16 == 0 and d_v % 16 == 0
 
-    def forward(self, q, k, X, e, St, O) -> bool:
+    def forward(self, q, k, X, e, St, O, out=None) -> bool:
         """One block: ``q, k`` `[L, G, C, d_k]` (unit-normalised), ``X`` `[L, G, C, d_x]`
         (``[diag(w) V | diag(e) K]``, or ``diag(w) V`` when ``e`` is None), ``e`` `[L, G, C]`
         or None; ``St`` `[L + 1, G, d_k, d_v]` transposed chunk-start states (``St[0]`` given,
-        the rest written); ``O`` `[L, G, C, d_v]` written (before the read gate). Every tensor
-        a contiguous CPU float32 one (``e`` is made so); False when the sizes do not fit."""
+        the rest written); ``O`` `[L, G, C, d_v]` written (before the read gate), or with an
+        :class:`Out` (:func:`make_out`) the outputs times the read gate go straight into its
+        tensor (``O`` may then be None). Every tensor a contiguous CPU float32 one (``e`` is
+        made so); False when the sizes do not fit."""
         L, G, C, dk = q.shape
-        dv = O.shape[-1]
+        dv = St.shape[-1]
         e = _contig(e)
         _check(q, k, X, e, St, O)
-        rc = self._fwd(L, G, C, dk, dv, *(_ptr(x) for x in (q, k, X, e, St, O)))
+        rc = self._fwd(
+            L, G, C, dk, dv, *(_ptr(x) for x in (q, k, X, e, St, O)),
+            None if out is None else ctypes.byref(out),
+        )  # fmt: skip
         return rc == 0
 
     def backward(self, q, k, X, e, r, S0t, dO, D, dq, dk, dv, de, dr, tail=None) -> bool:

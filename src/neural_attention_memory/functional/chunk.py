@@ -454,12 +454,19 @@ def _forward(ctx, q, k, v, w, e, r, S0, mask, C):
         Sl = S[: n1 - n0 + 1]
         Sl[0] = Sb[b]
         o = Ob[: n1 - n0]
-        if kern is None or not kern.forward(x.q, x.k, x.X, x.e, Sl, o):
+        # Without marks the kernel writes the gated outputs straight into O.
+        direct = x.bad is None and not any_mark and O.dtype == torch.float32
+        r_c = None if x.r is None else x.r.contiguous()
+        out = _chunk_kernel.make_out(n0, r_c, O) if kern is not None and direct else None
+        if kern is None or not kern.forward(x.q, x.k, x.X, x.e, Sl, o, out):
+            out = None
             Uv, Wk = _split(x.wy()[2], d_v)
             U = _states(Uv, Wk, x.k, Sl)
             torch.matmul(x.q, Sl[:-1], out=o)  # Q S^T
             o.view(-1, C, d_v).baddbmm_(_tril_qk(x.q, x.k, 0).view(-1, C, C), U.reshape(-1, C, d_v))
         Sb[b + 1] = Sl[-1]
+        if out is not None:
+            continue
         if x.bad is not None or any_mark:
             m = marks[n0:n1]
             m.copy_(_marks(x.bad, carry) if x.bad is not None else carry.view(1, G, 1))
