@@ -260,3 +260,39 @@ def test_fused_tail_writes_gradients_of_strided_inputs(monkeypatch):
     fused = run()
     monkeypatch.setattr(chunk_mod, "_block_kernel", lambda *a: None)
     _same(fused, run())
+
+
+@needs_kernel
+@pytest.mark.parametrize("T", [1, 7, 64, 131])
+@pytest.mark.parametrize("gates", [True, False])
+def test_non_causal_kernel_equals_pytorch_paths(T, gates, monkeypatch):
+    # nam_noncausal_fwd_f32 (no autograd, float32, sizes of 16; ragged token tiles, strided q
+    # and non-contiguous gates) against the PyTorch fast path and the naive twin in float64.
+    from neural_attention_memory.functional import attention as att
+
+    g = torch.Generator().manual_seed(T)
+    base = torch.randn(2, T, 3, 2, 16, generator=g)
+    q, k = base[..., 0, :], base[..., 1, :]
+    v = torch.randn(2, T, 3, 32, generator=g)
+    p_w, p_r = (torch.rand(2, 3, T, generator=g).transpose(1, 2) if gates else None
+                for _ in range(2))  # fmt: skip
+    calls = []
+    real = kernel.noncausal
+    monkeypatch.setattr(kernel, "noncausal", lambda *a: calls.append(1) or real(*a))
+    with torch.no_grad():
+        fused = F.nam_attention(q, k, v, p_w, p_r)
+        assert calls
+        monkeypatch.setattr(_chunk_kernel, "get", lambda: None)
+        plain = F.nam_attention(q, k, v, p_w, p_r)
+    torch.testing.assert_close(fused, plain, atol=2e-5, rtol=1e-4)
+    ref = F.naive_nam_attention(*(None if x is None else x.double() for x in (q, k, v, p_w, p_r)))
+    torch.testing.assert_close(fused.double(), ref, atol=1e-4, rtol=1e-4)
+    # a key whose squares overflow float32: the kernel declines, the exact path answers
+    big = k.clone()
+    big[1, 0, 2] = 1e30
+    assert kernel.noncausal(q, big, v, p_w, p_r, 1e-6) is None
+    monkeypatch.undo()
+    with torch.no_grad():
+        out = att.nam_attention(q, big, v, p_w, p_r)
+    ref = F.naive_nam_attention(*(None if x is None else x.double() for x in (q, big, v, p_w, p_r)))
+    torch.testing.assert_close(out.double(), ref, atol=1e-4, rtol=1e-4)

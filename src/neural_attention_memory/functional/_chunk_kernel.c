@@ -447,3 +447,67 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
     free(ws);
     return 0;
 }
+
+/* ------------------------------------------------------------------------------------------
+ * Non-causal NAM attention without padding (functional/attention.py's CPU fast path), per
+ * head: M^T = sum_t (w_t / max(|k_t|, eps)) k_t v_t^T [dk, dv], then
+ * out_t = (r_t / max(|q_t|, eps)) q_t^T M^T, in tiles of NT tokens whose scaled keys and
+ * outputs stay in L1. q, k: [B, T, H, dk], v: [B, T, H, dv], O: [B, T, H, dv] with element
+ * strides (sB, sT, sH) and unit last strides; gates w, r: [B, T, H] (strides gs) or NULL.
+ * Returns 0, 1 when a norm of q or k is not finite (O then partly written: the caller takes
+ * its exact path), 2 when dk or dv is not a multiple of 16, 3 when out of memory. */
+#define NT 64
+int nam_noncausal_fwd_f32(long B, long T, long H, long dk, long dv, float eps, const long *qs,
+                          const long *ks, const long *vs, const long *gs, const long *os,
+                          const float *q, const float *k, const float *v, const float *w,
+                          const float *r, float *O) {
+    if (dk % VL || dv % VL) return 2;
+    float *ws = malloc(sizeof(float) * (dk * dv + NT * dk + NT));
+    if (!ws) return 3;
+    float *MT = ws, *Ks = MT + dk * dv, *f = Ks + NT * dk;
+    int bad = 0;
+    for (long b = 0; b < B && !bad; b++) {
+        for (long h = 0; h < H && !bad; h++) {
+            const float *qb = q + b * qs[0] + h * qs[2], *kb = k + b * ks[0] + h * ks[2];
+            const float *vb = v + b * vs[0] + h * vs[2];
+            const float *wb = w ? w + b * gs[0] + h * gs[2] : NULL;
+            const float *rb = r ? r + b * gs[0] + h * gs[2] : NULL;
+            float *ob = O + b * os[0] + h * os[2];
+            memset(MT, 0, sizeof(float) * dk * dv);
+            for (long t0 = 0; t0 < T; t0 += NT) { /* M^T += Ks^T V over the tile */
+                const long n = T - t0 < NT ? T - t0 : NT;
+                for (long i = 0; i < n; i++) {
+                    const float *kr = kb + (t0 + i) * ks[1];
+                    const float nk = sqrtf(sumsq(kr, dk));
+                    bad |= !isfinite(nk);
+                    const float fk = (wb ? wb[(t0 + i) * gs[1]] : 1.0f) / (nk > eps ? nk : eps);
+                    for (long a = 0; a < dk; a++) Ks[i * dk + a] = fk * kr[a];
+                }
+                mmt(dk, dv, n, Ks, dk, 1, vb + t0 * vs[1], vs[1], MT, dv, 1.0f, 1, FULL);
+            }
+            for (long t0 = 0; t0 < T; t0 += NT) { /* out = diag(f) Q M^T over the tile */
+                const long n = T - t0 < NT ? T - t0 : NT, n4 = n / 4 * 4;
+                for (long i = 0; i < n; i++) {
+                    const float nq = sqrtf(sumsq(qb + (t0 + i) * qs[1], dk));
+                    bad |= !isfinite(nq);
+                    f[i] = (rb ? rb[(t0 + i) * gs[1]] : 1.0f) / (nq > eps ? nq : eps);
+                }
+                float *o0 = ob + t0 * os[1];
+                if (n4) mm(n4, dv, dk, qb + t0 * qs[1], qs[1], MT, dv, o0, os[1], 1.0f, 0, FULL);
+                for (long i = n4; i < n; i++) { /* the last rows of a ragged tile */
+                    const float *qr = qb + (t0 + i) * qs[1];
+                    float *orow = o0 + i * os[1];
+                    for (long c = 0; c < dv; c++) orow[c] = 0.0f;
+                    for (long a = 0; a < dk; a++)
+                        for (long c = 0; c < dv; c++) orow[c] += qr[a] * MT[a * dv + c];
+                }
+                for (long i = 0; i < n; i++) {
+                    float *orow = o0 + i * os[1];
+                    for (long c = 0; c < dv; c++) orow[c] *= f[i];
+                }
+            }
+        }
+    }
+    free(ws);
+    return bad;
+}

@@ -139,6 +139,9 @@ class ChunkKernel:
         self._bwd = lib.nam_chunk_bwd_f32
         self._bwd.argtypes = [Li] * 5 + [P] * 13 + [ctypes.POINTER(Tail)]
         self._bwd.restype = ctypes.c_int
+        self._nc = lib.nam_noncausal_fwd_f32
+        self._nc.argtypes = [Li] * 5 + [ctypes.c_float] + [P] * 11
+        self._nc.restype = ctypes.c_int
         self.path = path
 
     @staticmethod
@@ -163,6 +166,25 @@ class ChunkKernel:
             None if out is None else ctypes.byref(out),
         )  # fmt: skip
         return rc == 0
+
+    def noncausal(self, q, k, v, w, r, eps: float) -> Tensor | None:
+        """Non-causal NAM attention of float32 CPU ``q, k`` `[B, T, H, d_k]`, ``v``
+        `[B, T, H, d_v]` (unit last strides), gates ``w, r`` `[B, T, H]` or None, no padding:
+        the output `[B, T, H, d_v]`, or None when a norm of q or k is not finite or the sizes
+        are not multiples of 16 (the caller then takes its exact path)."""
+        B, T, H, dk = q.shape
+        dv = v.shape[-1]
+        if dk % 16 or dv % 16 or any(x.stride(-1) != 1 for x in (q, k, v)):
+            return None
+        w, r = (None if p is None else p.contiguous() for p in (w, r))
+        _check(w, r)
+        O = torch.empty((B, T, H, dv), dtype=torch.float32)
+        gs = w.stride() if w is not None else (r.stride() if r is not None else (0, 0, 0))
+        rc = self._nc(
+            B, T, H, dk, dv, eps, *(_strides(x) for x in (q, k, v)), (ctypes.c_long * 3)(*gs),
+            _strides(O), *(_ptr(x) for x in (q, k, v, w, r, O)),
+        )  # fmt: skip
+        return O if rc == 0 else None
 
     def backward(self, q, k, X, e, r, S0t, dO, D, dq, dk, dv, de, dr, tail=None) -> bool:
         """Gradients of one block (inputs as in :meth:`forward`, ``r`` `[L, G, C]` or None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _chunk_kernel
 from ._prep import fold_padding, no_autocast, prepare
 from ._validate import check_gate, check_qkv, compute_dtype
 
@@ -56,7 +57,9 @@ def _nam_attention_fast(q, k, v, p_w, p_r) -> Tensor | None:
     so q and k are never normalised as full tensors: two row-norm reductions and two scalings
     instead of :func:`unit_norm`'s overflow-safe passes. That is exact wherever the plain norms
     are finite, which is checked (a host read, free on the CPU); otherwise None, and the caller
-    takes the general path (non-finite or huge q/k, other devices).
+    takes the general path (non-finite or huge q/k, other devices). Without autograd, for
+    float32 inputs whose sizes are multiples of 16, the whole of it is one C call
+    (``nam_noncausal_fwd_f32``: per head, tiles of 64 tokens in L1), with the same check.
     """
     if not isinstance(q, Tensor) or q.device.type != "cpu":
         return None
@@ -64,6 +67,14 @@ def _nam_attention_fast(q, k, v, p_w, p_r) -> Tensor | None:
     p_w = check_gate("p_w", p_w, B, T, H, q)
     p_r = check_gate("p_r", p_r, B, T, H, q)
     cdt = compute_dtype(q.dtype)
+    leaves = (q, k, v, p_w, p_r)
+    grad = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in leaves)
+    if not grad and all(x is None or x.dtype == torch.float32 for x in leaves):
+        # One fused C pass per head (norms, write, read, gates; _chunk_kernel.c), where built.
+        kern = _chunk_kernel.get()
+        out = None if kern is None else kern.noncausal(q, k, v, p_w, p_r, _EPS)
+        if out is not None:
+            return out
     # (dtype= only for half inputs: passing it costs a slower reduction kernel otherwise)
     kw = {} if cdt == q.dtype else {"dtype": cdt}
     nq = torch.linalg.vector_norm(q, dim=-1, keepdim=True, **kw)  # [B, T, H, 1]
@@ -76,10 +87,7 @@ def _nam_attention_fast(q, k, v, p_w, p_r) -> Tensor | None:
         fw = fw * p_w.unsqueeze(-1)
     if p_r is not None:
         fr = fr * p_r.unsqueeze(-1)
-    leaves = (q, k, v, p_w, p_r)
-    if B * H > _PER_HEAD_MAX or (
-        torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in leaves)
-    ):
+    if B * H > _PER_HEAD_MAX or grad:
         out = _write_then_read(q.to(cdt), k.to(cdt), v * fw)  # v * fw: float32 for half v
         return (out * fr).to(q.dtype)
     return _write_then_read_into(q, k, v, fw, fr, cdt)
