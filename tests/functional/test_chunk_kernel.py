@@ -248,6 +248,8 @@ def test_fused_tail_writes_gradients_of_strided_inputs(monkeypatch):
     q, k = base[..., 0, :], base[..., 1, :]
     v = torch.randn(2, 3, 50, 32, generator=g).transpose(1, 2)
     w, e, r = (torch.rand(2, 3, 50, generator=g).transpose(1, 2) for _ in range(3))
+    r[0, 3, 1] = 1e-6  # below _R_MIN: that chunk recomputes the output before the read gate;
+    r[1, 20:, 0] = 0.0  # the others take it as O / r from the saved output
     leaves = [x.detach().requires_grad_() for x in (q, k, v, w, e, r)]
     S0 = torch.randn(2, 3, 32, 16, generator=g).requires_grad_()
 

@@ -18,7 +18,8 @@ so both sides see the same machine); peak memory is measured afterwards in a fre
 causal forward counts the multiply-adds of the chunk algorithm's matrix products (the triangular
 inverse left out, so it is a lower bound) against a 1024 x 1024 float32 matmul timed in the same
 process. Times are the fastest of ``reps`` runs (process CPU time with one thread): on a shared
-machine the least disturbed run. Writes ``attention.json`` and ``attention.png``.
+machine the least disturbed run; the forms of one length are timed round-robin, so that every
+ratio compares runs under the same load. Writes ``attention.json`` and ``attention.png``.
 """
 
 from __future__ import annotations
@@ -237,12 +238,31 @@ def _callables(form: Form, T: int, batch: int = B, with_fwd: bool = True):
     return fwd, fwd_bwd, qg.numel() * qg.element_size()
 
 
-def _time(form: Form, T: int, reps: int, budget_s: float) -> dict[str, float]:
-    fwd, fwd_bwd, _ = _callables(form, T)
-    return {
-        "fwd_ms": min_time_ms(fwd, reps=reps, warmup=1, budget_s=budget_s),
-        "fwd_bwd_ms": min_time_ms(fwd_bwd, reps=reps, warmup=1, budget_s=budget_s),
-    }
+def _time_round_robin(
+    forms: dict[str, Form], T: int, reps: int, budget_s: float
+) -> dict[str, dict[str, float]]:
+    """Fastest of ``reps`` runs (milliseconds on :func:`default_clock`) of every form at length
+    ``T``, forward and forward+backward, timed round-robin: each round runs every form once,
+    so all of them see the same machine load and their ratios do too. Stops early, after at
+    least one round, once ``budget_s`` seconds are spent."""
+    import time
+
+    now = time.process_time if default_clock() == "cpu" else time.perf_counter
+    calls = {name: _callables(form, T)[:2] for name, form in forms.items()}
+    for fwd, fwd_bwd in calls.values():  # warm-up (and the kernels' first build)
+        fwd()
+        fwd_bwd()
+    best = {name: {"fwd_ms": math.inf, "fwd_bwd_ms": math.inf} for name in forms}
+    start = time.perf_counter()
+    for _ in range(reps):
+        for name, (fwd, fwd_bwd) in calls.items():
+            for key, fn in (("fwd_ms", fwd), ("fwd_bwd_ms", fwd_bwd)):
+                t0 = now()
+                fn()
+                best[name][key] = min(best[name][key], (now() - t0) * 1e3)
+        if time.perf_counter() - start > budget_s:
+            break
+    return best
 
 
 def _status_mb(key: str) -> float | None:
@@ -381,7 +401,7 @@ def run(
     forms = FORMS if forms is None else forms
     lengths = (QUICK_T if quick else FULL_T) if lengths is None else tuple(lengths)
     long_lengths = (() if quick else LONG_T) if long_lengths is None else tuple(long_lengths)
-    reps = (3 if quick else 5) if reps is None else reps
+    reps = (3 if quick else 7) if reps is None else reps
     errors = check_equivalence(forms)
     refused = {n for n, e in errors.items() if not e < _tolerance(forms[n])}
     for n in sorted(refused):
@@ -394,8 +414,12 @@ def run(
     ]
     sgemm = _sgemm_gflops(reps)
     rows: list[dict[str, Any]] = []
+    timed: dict[int, dict[str, dict[str, float]]] = {}
+    for T in lengths:  # every form of one length round-robin (see _time_round_robin)
+        at_T = {name: form for t, name, form in todo if t == T}
+        timed[T] = _time_round_robin(at_T, T, reps, budget_s=30.0 if quick else 1200.0)
     for T, name, form in todo:
-        res = _time(form, T, reps, budget_s=6.0 if quick else 20.0)
+        res = timed[T][name]
         row: dict[str, Any] = {"form": name, "T": T, **res}
         if form.fn is _chunk and form.dtype == torch.float32:
             flops = chunk_flops(T, B, H, D, min(CHUNK, T), erase=form.gated)

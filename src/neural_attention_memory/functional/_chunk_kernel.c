@@ -246,8 +246,10 @@ static void chunk_fwd(long C, long dk, long dv, const float *q, const float *k, 
     }
     mm(C, C, dk, q, dk, KT, C, P, C, 1.0f, 0, LOW_C); /* tril(Q K^T) */
     zero_above_diag(C, P);
-    mm(C, dv, dk, q, dk, s, dv, o, dv, 1.0f, 0, FULL);  /* Q S^T */
-    mm(C, dv, C, P, C, u, dv, o, dv, 1.0f, 1, LOW_A);   /* + P U */
+    if (o) {
+        mm(C, dv, dk, q, dk, s, dv, o, dv, 1.0f, 0, FULL); /* Q S^T */
+        mm(C, dv, C, P, C, u, dv, o, dv, 1.0f, 1, LOW_A);  /* + P U */
+    }
     if (s1 != s) memcpy(s1, s, sizeof(float) * dk * dv);
     mm(dk, dv, C, KT, C, u, dv, s1, dv, 1.0f, 1, FULL); /* S^T += K^T U */
 }
@@ -316,7 +318,19 @@ typedef struct {
     long qs[3], ks[3], dvs[3];
     float *dw, *de, *dr;           /* [B, T, H] */
     long gs[3];
+    const float *O;                /* the forward's output [B, T, H, dv] (strides os) or NULL */
+    long os[3];
+    float rmin;                    /* chunks whose read gates all exceed it take dr from O / r */
 } Tail;
+
+/* Whether chunk `row` takes dr from the saved output: every read gate above tl->rmin (then
+ * O / r is the output before the gate to rounding), so its recompute skips the output. */
+static int from_saved(const float *R, const Tail *tl, long row, long C) {
+    if (!R || !tl || !tl->O) return 0;
+    for (long i = 0; i < C; i++)
+        if (!(R[row + i] > tl->rmin)) return 0;
+    return 1;
+}
 
 /* Back through mu(.) for one row: out = (du - big u (u . du)) g. */
 static inline void norm_back(long d, const float *du, const float *u, float g, float big,
@@ -359,7 +373,7 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
             if (j == 0) memcpy(w, ST0 + g * sd, sizeof(float) * sd);
             float *u = w + sd, *y = u + C * dv, *o = y + C * dx, *kk = o + C * dv, *p = kk + C * C;
             chunk_fwd(C, dk, dv, Q + row * dk, K + row * dk, X + row * dx, E ? E + row : NULL,
-                      w, s1, o, u, y, KT, kk, p, Z);
+                      w, s1, from_saved(R, tl, row, C) || !R ? NULL : o, u, y, KT, kk, p, Z);
         }
         float *Dg = D + g * sd;
         for (long j = L - 1; j >= 0; j--) {
@@ -372,7 +386,17 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
             float *dq = tl ? tq : dQ + row * dk, *dk_ = tl ? tk : dK + row * dk;
             float *dvw = tl ? tv : dV + row * dv;
             float *deb = tl ? te : (E ? dE + row : NULL), *drb = tl ? tr : (R ? dR + row : NULL);
-            if (R) {
+            if (R && from_saved(R, tl, row, C)) { /* dr = O . dO / r, O saved by the forward */
+                const long b = g / tl->H, h = g % tl->H;
+                for (long i = 0; i < C; i++) {
+                    const long tt = (tl->n0 + j) * C + i;
+                    const float ri = R[row + i];
+                    drb[i] = tt < tl->T ? dot(tl->O + b * tl->os[0] + tt * tl->os[1] +
+                                                  h * tl->os[2], dout + i * dv, dv) / ri
+                                        : 0.0f;
+                    for (long a = 0; a < dv; a++) dOh[i * dv + a] = ri * dout[i * dv + a];
+                }
+            } else if (R) {
                 for (long i = 0; i < C; i++) {
                     drb[i] = dot(o + i * dv, dout + i * dv, dv);
                     const float ri = R[row + i];

@@ -91,15 +91,18 @@ class Tail(ctypes.Structure):
         ("gq", _P), ("bq", _P), ("gk", _P), ("bk", _P), ("w", _P), ("v", _P), ("vs", _L3),
         ("dq", _P), ("dk", _P), ("dv", _P), ("qs", _L3), ("ks", _L3), ("dvs", _L3),
         ("dw", _P), ("de", _P), ("dr", _P), ("gs", _L3),
+        ("O", _P), ("os", _L3), ("rmin", ctypes.c_float),
     ]  # fmt: skip
 
 
-def make_tail(n0: int, gq, bq, gk, bk, w, v, dq, dk, dv, dw, de, dr) -> Tail:
+def make_tail(n0: int, gq, bq, gk, bk, w, v, dq, dk, dv, dw, de, dr, O=None, rmin=1.0) -> Tail:
     """A :class:`Tail` for chunks from ``n0`` on: ``gq, bq, gk, bk, w`` the block's contiguous
     `[L, G, C]` buffers (``w`` may be None), ``v`` the raw values `[B, T, H, d_v]` (unit last
     stride), ``dq, dk, dv`` `[B, T, H, *]` and ``dw, de, dr`` `[B, T, H]` (or None, all three
-    with the same strides) float32 gradients with a unit last stride. The tensors must outlive
-    the call that uses the tail."""
+    with the same strides) float32 gradients with a unit last stride. ``O``: the forward's
+    float32 output `[B, T, H, d_v]` (unit last stride) or None; a chunk whose read gates all
+    exceed ``rmin`` then takes the output before the gate as ``O / r`` instead of recomputing
+    it. The tensors must outlive the call that uses the tail."""
     _check(gq, bq, gk, bk, w)
     for x in (v, dq, dk, dv):
         if x.stride(-1) != 1 or x.dtype != torch.float32:
@@ -109,12 +112,15 @@ def make_tail(n0: int, gq, bq, gk, bk, w, v, dq, dk, dv, dw, de, dr) -> Tail:
     for x in (dw, de, dr):
         if x is not None and (x.stride() != gs or x.dtype != torch.float32):
             raise ValueError("chunk kernel tail: gate gradients must share float32 strides")
+    if O is not None and (O.stride(-1) != 1 or O.dtype != torch.float32):
+        raise ValueError("chunk kernel tail: expected a float32 output with a unit last stride")
     _, T, H, _ = dq.shape
     L3 = ctypes.c_long * 3
     return Tail(
         H, T, n0, *(_ptr(x) for x in (gq, bq, gk, bk, w, v)), L3(*v.stride()[:3]),
         *(_ptr(x) for x in (dq, dk, dv)), *(L3(*x.stride()[:3]) for x in (dq, dk, dv)),
         *(_ptr(x) for x in (dw, de, dr)), L3(*gs),
+        _ptr(O), L3(*(O.stride()[:3] if O is not None else (0, 0, 0))), rmin,
     )  # fmt: skip
 
 

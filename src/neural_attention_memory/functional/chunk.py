@@ -569,12 +569,19 @@ def _block_grads_kernel(kern, x, bufs, dO, D, n0, n1, C, Sb_b, dims, tail=None):
         dO5 = bufs["dO"][:nl].zero_()
     else:
         dO5 = _gather(dO, bufs["dO"], n0, n1, C)
-    dqn, dkn = bufs["dqn"][:nl], bufs["dkn"][:nl]
-    dvw = bufs["dvw"][:nl]
-    deb = None if x.e is None else bufs["deb"][:nl]
-    drb = None if x.r is None else bufs["drb"][:nl]
+    if tail is None and "dqn" not in bufs:  # the block buffers, when a block needs them
+        d_k = x.q.shape[-1]
+        for name, d in (("dqn", d_k), ("dkn", d_k), ("dvw", d_v), ("deb", 0), ("drb", 0)):
+            shape = bufs["q"].shape[:1] + (G, C) + ((d,) if d else ())
+            bufs[name] = x.q.new_empty(shape)
     if tail is not None:
         dqn = dkn = dvw = deb = drb = None
+    else:
+        dqn, dkn = bufs["dqn"][:nl], bufs["dkn"][:nl]
+        dvw = bufs["dvw"][:nl]
+        deb = None if x.e is None else bufs["deb"][:nl]
+        drb = None if x.r is None else bufs["drb"][:nl]
+
     ok = kern.backward(x.q, x.k, x.X, x.e, x.r, Sb_b, dO5.view(nl, G, C, d_v), D,
                        dqn, dkn, dvw, deb, drb, tail)  # fmt: skip
     if not ok:  # (sizes were checked by _block_kernel: only out of memory gets here)
@@ -608,9 +615,7 @@ def _backward(ctx, dO, dS_last):
     kern = _block_kernel(q, C, d_k, d_v)
     any_poison = bool(poisoned.any())
     v_raw = v if v.stride(-1) == 1 else v.contiguous()
-    if kern is not None:  # its block buffers, and the state gradient carried transposed
-        for name, d in (("dqn", d_k), ("dkn", d_k), ("dvw", d_v), ("deb", 0), ("drb", 0)):
-            bufs[name] = q.new_empty((L, G, C, d) if d else (L, G, C), dtype=cdt)
+    if kern is not None:  # the state gradient carried transposed
         D = dS.transpose(-1, -2).contiguous()
         # contiguous gradients: the kernel's tail writes them straight
         dq, dk, dv = (torch.empty(x.shape, dtype=x.dtype) for x in (q, k, v))
@@ -623,8 +628,9 @@ def _backward(ctx, dO, dS_last):
         if kern is not None:
             tail = None
             if x.prepped and not any_poison:  # (a prepared block holds no non-finite value)
+                o_saved = O if O.dtype == torch.float32 and O.stride(-1) == 1 else None
                 tail = _chunk_kernel.make_tail(
-                    n0, x.gq, x.bq, x.gk, x.bk, x.w, v_raw, dq, dk, dv, dw, de, dr
+                    n0, x.gq, x.bq, x.gk, x.bk, x.w, v_raw, dq, dk, dv, dw, de, dr, o_saved, _R_MIN
                 )
             res = _block_grads_kernel(kern, x, bufs, dO, D, n0, n1, C, Sb[b], dims, tail)
             if res is None:
