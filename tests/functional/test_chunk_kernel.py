@@ -298,3 +298,18 @@ def test_non_causal_kernel_equals_pytorch_paths(T, gates, monkeypatch):
         out = att.nam_attention(q, big, v, p_w, p_r)
     ref = F.naive_nam_attention(*(None if x is None else x.double() for x in (q, big, v, p_w, p_r)))
     torch.testing.assert_close(out.double(), ref, atol=1e-4, rtol=1e-4)
+
+
+@needs_kernel
+def test_fused_backward_with_an_expanded_output_gradient(monkeypatch):
+    # out.sum() hands the backward a broadcast (stride-0) gradient; the C backward reads it
+    # in place: the same gradients as the PyTorch block ops.
+    inputs = _block_inputs(GATE_SETS[0], T=40)
+
+    def run():
+        out, _ = F.chunk_causal_nam_attention(*inputs[:6], initial_state=inputs[6], chunk_size=16)
+        return torch.autograd.grad(out.sum(), list(inputs))
+
+    fused = run()
+    monkeypatch.setattr(chunk_mod, "_block_kernel", lambda *a: None)
+    _same(fused, run())
