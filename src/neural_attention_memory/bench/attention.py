@@ -17,7 +17,7 @@ so both sides see the same machine); peak memory is measured afterwards in a fre
 ``chunk-gated`` at ``T = 262,144`` and ``T = 1,048,576`` (``B = 1``). The achieved GFLOP/s of the
 causal forward counts the multiply-adds of the chunk algorithm's matrix products (the triangular
 inverse left out, so it is a lower bound) against a 1024 x 1024 float32 matmul timed in the same
-process. Times are the fastest of ``reps`` runs (process CPU time with one thread): on a shared
+rounds as the forms at the ratio's length. Times are the fastest of ``reps`` runs (process CPU time with one thread): on a shared
 machine the least disturbed run; the forms of one length are timed round-robin, so that every
 ratio compares runs under the same load. Writes ``attention.json`` and ``attention.png``.
 """
@@ -42,7 +42,6 @@ from .. import functional as F
 from .common import (
     check_targets,
     default_clock,
-    min_time_ms,
     peak_memory_mb,
     set_threads,
     write_outputs,
@@ -243,20 +242,26 @@ def _time_round_robin(
 ) -> dict[str, dict[str, float]]:
     """Fastest of ``reps`` runs (milliseconds on :func:`default_clock`) of every form at length
     ``T``, forward and forward+backward, timed round-robin: each round runs every form once,
-    so all of them see the same machine load and their ratios do too. Stops early, after at
-    least one round, once ``budget_s`` seconds are spent."""
+    so all of them see the same machine load and their ratios do too; the 1024 x 1024 sgemm
+    of the GFLOP/s ratio runs in every round as well (``"sgemm"``: ``{"ms": ...}``). Stops
+    early, after at least one round, once ``budget_s`` seconds are spent."""
     import time
 
     now = time.process_time if default_clock() == "cpu" else time.perf_counter
     calls = {name: _callables(form, T)[:2] for name, form in forms.items()}
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    calls["sgemm"] = (lambda: a @ b, None)
     for fwd, fwd_bwd in calls.values():  # warm-up (and the kernels' first build)
         fwd()
-        fwd_bwd()
+        if fwd_bwd is not None:
+            fwd_bwd()
     best = {name: {"fwd_ms": math.inf, "fwd_bwd_ms": math.inf} for name in forms}
+    best["sgemm"] = {"ms": math.inf}
     start = time.perf_counter()
     for _ in range(reps):
         for name, (fwd, fwd_bwd) in calls.items():
-            for key, fn in (("fwd_ms", fwd), ("fwd_bwd_ms", fwd_bwd)):
+            keys = (("fwd_ms", fwd), ("fwd_bwd_ms", fwd_bwd)) if fwd_bwd else (("ms", fwd),)
+            for key, fn in keys:
                 t0 = now()
                 fn()
                 best[name][key] = min(best[name][key], (now() - t0) * 1e3)
@@ -329,12 +334,6 @@ def chunk_flops(T: int, batch: int, heads: int, d: int, C: int, erase: bool) -> 
     if erase:
         macs += C * d * d + 3 * C * C * d
     return 2.0 * n * macs
-
-
-def _sgemm_gflops(reps: int) -> float:
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    ms = min_time_ms(lambda: a @ b, reps=max(reps, 5), warmup=2)
-    return 2 * 1024**3 / (ms * 1e-3) / 1e9
 
 
 def _get(rows: list[dict], form: str, T: int, key: str) -> float | None:
@@ -412,12 +411,14 @@ def run(
         for name, form in forms.items()
         if name not in refused and T <= form.max_T
     ]
-    sgemm = _sgemm_gflops(reps)
     rows: list[dict[str, Any]] = []
     timed: dict[int, dict[str, dict[str, float]]] = {}
     for T in lengths:  # every form of one length round-robin (see _time_round_robin)
         at_T = {name: form for t, name, form in todo if t == T}
         timed[T] = _time_round_robin(at_T, T, reps, budget_s=30.0 if quick else 1200.0)
+    T_r = RATIO_T if RATIO_T in lengths else max(lengths)
+    # the sgemm timed in the same rounds as the forms at the ratio's length
+    sgemm = 2 * 1024**3 / (timed[T_r]["sgemm"]["ms"] * 1e-3) / 1e9
     for T, name, form in todo:
         res = timed[T][name]
         row: dict[str, Any] = {"form": name, "T": T, **res}
@@ -453,7 +454,6 @@ def run(
             long_rows.append({"form": "chunk-gated", "T": T, "B": 1, **res})
             if verbose:
                 print(f"T={T:>7} chunk-gated B=1: fwd+bwd peak {res.get('fwd_bwd_peak_mb')} MiB")
-    T_r = RATIO_T if RATIO_T in lengths else max(lengths)
     T_m = max(lengths)
     ratios: dict[str, float | None] = {
         f"T={T_r} non-causal fwd: sdpa / nam": _ratio(rows, T_r, "nam", "sdpa", "fwd_ms"),

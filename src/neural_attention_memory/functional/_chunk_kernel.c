@@ -1,4 +1,8 @@
-/* Fused block preparation of the chunk-parallel causal NAM attention (functional/chunk.py).
+/* C kernels of NAM attention: the chunk form's fused block preparation (here), block forward and
+ * block backward (functional/chunk.py), and the non-causal forward (functional/attention.py),
+ * each described where it is defined below.
+ *
+ * Fused block preparation of the chunk-parallel causal NAM attention (functional/chunk.py).
  *
  * One pass over the rows of a block of chunks replaces the PyTorch fast path's separate passes
  * (two norm reductions, two scalings, the right-hand side [diag(w) V | diag(e) K] and the
