@@ -16,10 +16,12 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+import threading
+import warnings
+from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
 
-__all__ = ["BASE_FLAGS", "cache_dir", "compile_library", "compiler", "cpu_id"]
+__all__ = ["BASE_FLAGS", "cache_dir", "compile_library", "compiler", "cpu_id", "load_once"]
 
 #: Flags every kernel is built with: optimised shared code, and vectorised sums (reassociation)
 #: without assuming finite values.
@@ -97,3 +99,24 @@ def compile_library(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
+
+
+def load_once(
+    state: MutableMapping[str, object],
+    lock: threading.Lock,
+    env_var: str,
+    load: Callable[[], object],
+    fallback_message: str,
+) -> object | None:
+    """A module's kernel, built and loaded once per process (kept in ``state``): None when
+    ``env_var`` is ``"0"`` or loading fails, which warns ``"{fallback_message}: {error}"``."""
+    if os.environ.get(env_var, "1") == "0":
+        return None
+    with lock:
+        if "kernel" not in state:
+            try:
+                state["kernel"] = load()
+            except (RuntimeError, OSError, subprocess.SubprocessError, AttributeError) as err:
+                warnings.warn(f"{fallback_message}: {err}", stacklevel=3)
+                state["kernel"] = None
+        return state["kernel"]

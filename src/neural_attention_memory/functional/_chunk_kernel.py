@@ -13,10 +13,7 @@ CPU float32 tensors only.
 from __future__ import annotations
 
 import ctypes
-import os
-import subprocess
 import threading
-import warnings
 from pathlib import Path
 
 import torch
@@ -239,15 +236,11 @@ class ChunkKernel:
 
 def get() -> ChunkKernel | None:
     """The kernel, built and loaded once per process; None when disabled or unavailable."""
-    if os.environ.get("NAM_CHUNK_KERNEL", "1") == "0":
-        return None
-    with _lock:
-        if "kernel" not in _state:
-            try:
-                _state["kernel"] = ChunkKernel(build())
-            except (RuntimeError, OSError, subprocess.SubprocessError, AttributeError) as err:
-                warnings.warn(
-                    f"chunk-form C kernel unavailable, using PyTorch ops: {err}", stacklevel=2
-                )
-                _state["kernel"] = None
-        return _state["kernel"]  # type: ignore[return-value]
+    kernel = _cbuild.load_once(
+        _state,
+        _lock,
+        "NAM_CHUNK_KERNEL",
+        lambda: ChunkKernel(build()),
+        "chunk-form C kernel unavailable, using PyTorch ops",
+    )
+    return kernel  # type: ignore[return-value]

@@ -10,10 +10,7 @@ system C compiler and loaded with ``ctypes``. If there is no compiler, compilati
 from __future__ import annotations
 
 import ctypes
-import os
-import subprocess
 import threading
-import warnings
 from pathlib import Path
 
 import torch
@@ -76,15 +73,11 @@ class LSAMKernel:
 
 def get() -> LSAMKernel | None:
     """The kernel, built and loaded once per process; None when disabled or unavailable."""
-    if os.environ.get("NAM_LSAM_KERNEL", "1") == "0":
-        return None
-    with _lock:
-        if "kernel" not in _state:
-            try:
-                _state["kernel"] = LSAMKernel(build())
-            except (RuntimeError, OSError, subprocess.SubprocessError, AttributeError) as err:
-                warnings.warn(
-                    f"LSAM step kernel unavailable, using the PyTorch loop: {err}", stacklevel=2
-                )
-                _state["kernel"] = None
-        return _state["kernel"]  # type: ignore[return-value]
+    kernel = _cbuild.load_once(
+        _state,
+        _lock,
+        "NAM_LSAM_KERNEL",
+        lambda: LSAMKernel(build()),
+        "LSAM step kernel unavailable, using the PyTorch loop",
+    )
+    return kernel  # type: ignore[return-value]

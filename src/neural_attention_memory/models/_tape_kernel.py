@@ -16,10 +16,7 @@ CPU tensors of float32 / float64 only; anything else uses the PyTorch loop.
 from __future__ import annotations
 
 import ctypes
-import os
-import subprocess
 import threading
-import warnings
 from pathlib import Path
 
 import torch
@@ -309,15 +306,11 @@ def _unlanes(t: Tensor, BN: int, *shape: int) -> Tensor:
 
 def get() -> TapeKernel | None:
     """The kernel, built and loaded once per process; None when disabled or unavailable."""
-    if os.environ.get("NAM_TAPE_KERNEL", "1") == "0":
-        return None
-    with _lock:
-        if "kernel" not in _state:
-            try:
-                _state["kernel"] = TapeKernel(build())
-            except (RuntimeError, OSError, subprocess.SubprocessError, AttributeError) as err:
-                warnings.warn(
-                    f"NAM-TM tape kernel unavailable, using the PyTorch loop: {err}", stacklevel=2
-                )
-                _state["kernel"] = None
-        return _state["kernel"]  # type: ignore[return-value]
+    kernel = _cbuild.load_once(
+        _state,
+        _lock,
+        "NAM_TAPE_KERNEL",
+        lambda: TapeKernel(build()),
+        "NAM-TM tape kernel unavailable, using the PyTorch loop",
+    )
+    return kernel  # type: ignore[return-value]
