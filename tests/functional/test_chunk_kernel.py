@@ -32,11 +32,11 @@ def _float_inputs(gates, T=45, seed=0):
     )
 
 
-def _same(a, b, atol=2e-5):
+def _same(a, b, atol=2e-5, equal_nan=False):
     for x, y in zip(a, b, strict=True):
         assert (x is None) == (y is None)
         if x is not None:
-            torch.testing.assert_close(x, y, atol=atol, rtol=1e-4)
+            torch.testing.assert_close(x, y, atol=atol, rtol=1e-4, equal_nan=equal_nan)
 
 
 @needs_kernel
@@ -313,3 +313,55 @@ def test_fused_backward_with_an_expanded_output_gradient(monkeypatch):
     fused = run()
     monkeypatch.setattr(chunk_mod, "_block_kernel", lambda *a: None)
     _same(fused, run())
+
+
+@needs_kernel
+@pytest.mark.parametrize("gates", GATE_SETS)
+def test_fused_raw_forward_equals_prepared_blocks(gates, monkeypatch):
+    # nam_chunk_fwd_raw_f32 (preparation and forward in one call, straight from the inputs,
+    # read gate folded into the query) against the prepared-block C forward and the PyTorch
+    # blocks: strided inputs, an initial state, several blocks, a ragged last chunk, one block
+    # with padding and one with a NaN value (both declined by the fused call and redone on
+    # their own paths): outputs, final state and all gradients.
+    monkeypatch.setattr(chunk_mod, "_BLOCK_ROWS", 2 * 3 * 16 * 2)
+    g = torch.Generator().manual_seed(11)
+    base = torch.randn(2, 150, 3, 2, 16, generator=g)
+    q, k = base[..., 0, :], base[..., 1, :]
+    v = torch.randn(2, 3, 150, 32, generator=g).transpose(1, 2)
+    ws = [torch.rand(2, 3, 150, generator=g).transpose(1, 2) for _ in range(3)]
+    w, e, r = (p if on else None for p, on in zip(ws, gates, strict=True))
+    v[0, 100, 1, 3] = float("nan")  # the block of chunks 6-7
+    S0 = torch.randn(2, 3, 32, 16, generator=g)
+    leaves = [None if x is None else x.detach().requires_grad_() for x in (q, k, v, w, e, r, S0)]
+    mask = torch.zeros(2, 150, dtype=torch.bool)
+    mask[1, 40:42] = True  # the block of chunks 2-3
+
+    def run():
+        return _run(leaves, mask, C=16)
+
+    calls = []
+    real = kernel.forward_raw
+    monkeypatch.setattr(kernel, "forward_raw", lambda *a: calls.append(real(*a)) or calls[-1])
+    fused = run()
+    # blocks 0 and 2 fused; 3 declined (its NaN), 4 after the NaN takes the marking path
+    assert calls == [True, True, False]
+    monkeypatch.setattr(chunk_mod, "_FUSED_FORWARD", False)
+    prepared = run()
+    assert len(calls) == 3
+    assert torch.isnan(fused[0][0, 100:, 1]).all() and torch.isfinite(fused[0][0, :100]).all()
+    _same(fused, prepared, equal_nan=True)
+    monkeypatch.setattr(chunk_mod, "_block_kernel", lambda *a: None)
+    _same(fused, run(), equal_nan=True)
+
+
+@needs_kernel
+def test_fused_raw_forward_declines():
+    # A non-finite row, and sizes that are not multiples of 16, return False.
+    q = torch.randn(1, 20, 2, 16)
+    v = torch.randn(1, 20, 2, 16)
+    S0, S1, O = torch.zeros(2, 16, 16), torch.empty(2, 16, 16), torch.empty(1, 20, 2, 16)
+    assert kernel.forward_raw(q, q, v, None, None, None, 0, 2, 16, 1e-6, S0, S1, O)
+    bad = q.clone()
+    bad[0, 17, 1, 0] = float("inf")
+    assert not kernel.forward_raw(q, bad, v, None, None, None, 0, 2, 16, 1e-6, S0, S1, O)
+    assert not kernel.forward_raw(q, q, v, None, None, None, 0, 3, 8, 1e-6, S0, S1, O)

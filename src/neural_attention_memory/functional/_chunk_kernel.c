@@ -162,9 +162,48 @@ static inline void mm(long M, long N, long K, const float *A, long lda, const fl
     mmt(M, N, K, A, lda, 0, B, ldb, Cm, ldc, alpha, beta, tri);
 }
 
+/* Two-input shuffles of 16-float vectors (one vpermt2ps on AVX-512). */
+#if defined(__clang__)
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+typedef int vi __attribute__((vector_size(64)));
+#define SHUF(a, b, ...) __builtin_shuffle(a, b, (vi){__VA_ARGS__})
+#endif
+
+/* y[16 x 16] (leading dimension ldy) = x[16 x 16]^T (leading dimension ldx), in registers:
+ * stage h swaps the off-diagonal h x h blocks of every 2h x 2h block (the stages commute). */
+static inline void transpose16(const float *x, long ldx, float *y, long ldy) {
+    vf r[16];
+    for (int i = 0; i < 16; i++) r[i] = *(const vf *)(x + i * ldx);
+    for (int i = 0; i < 8; i++) {
+        const vf a = r[i], b = r[i + 8];
+        r[i] = SHUF(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        r[i + 8] = SHUF(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    }
+    for (int i = 0; i < 16; i++) {
+        if (i & 4) continue;
+        const vf a = r[i], b = r[i + 4];
+        r[i] = SHUF(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+        r[i + 4] = SHUF(a, b, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    }
+    for (int i = 0; i < 16; i++) {
+        if (i & 2) continue;
+        const vf a = r[i], b = r[i + 2];
+        r[i] = SHUF(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        r[i + 2] = SHUF(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    }
+    for (int i = 0; i < 16; i += 2) {
+        const vf a = r[i], b = r[i + 1];
+        r[i] = SHUF(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+        r[i + 1] = SHUF(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+    }
+    for (int i = 0; i < 16; i++) *(vf *)(y + i * ldy) = r[i];
+}
+
+/* y [Cn, R] = x [R, Cn]^T (x with leading dimension ld); R, Cn multiples of 16. */
 static void transpose_ld(long R, long Cn, const float *x, long ld, float *y) {
-    for (long i = 0; i < R; i++)
-        for (long j = 0; j < Cn; j++) y[j * R + i] = x[i * ld + j];
+    for (long i = 0; i < R; i += VL)
+        for (long j = 0; j < Cn; j += VL) transpose16(x + i * ld + j, ld, y + j * R + i, R);
 }
 
 static void transpose(long R, long Cn, const float *x, float *y) { transpose_ld(R, Cn, x, Cn, y); }
@@ -174,25 +213,55 @@ static void transpose(long R, long Cn, const float *x, float *y) { transpose_ld(
  * inside the block runs row by row. */
 #define SB 16
 
+/* One row of a substitution, columns n .. n + 16 NV: out = x - f (z + sum_{j0 <= j < j1}
+ * c_j y_j) with c_j = c[j * cs] (z NULL: 0). The NV columns are independent chains, and even
+ * and odd j go to separate accumulators: the row is bound by the FMA rate, not its latency. */
+#define SUBST_ROW(NAME, NV)                                                                   \
+    static inline void NAME(long j0, long j1, const float *c, long cs, const float *y,        \
+                            long ldy, const float *z, const float *x, float f, float *out) {  \
+        vf a0[NV], a1[NV];                                                                    \
+        for (int v = 0; v < NV; v++) {                                                        \
+            a0[v] = z ? *(const vf *)(z + v * VL) : (vf){0};                                  \
+            a1[v] = (vf){0};                                                                  \
+        }                                                                                     \
+        long j = j0;                                                                          \
+        for (; j + 1 < j1; j += 2) {                                                          \
+            const float c0 = c[j * cs], c1 = c[(j + 1) * cs];                                 \
+            for (int v = 0; v < NV; v++) {                                                    \
+                a0[v] += c0 * *(const vf *)(y + j * ldy + v * VL);                            \
+                a1[v] += c1 * *(const vf *)(y + (j + 1) * ldy + v * VL);                      \
+            }                                                                                 \
+        }                                                                                     \
+        if (j < j1)                                                                           \
+            for (int v = 0; v < NV; v++) a0[v] += c[j * cs] * *(const vf *)(y + j * ldy + v * VL); \
+        for (int v = 0; v < NV; v++)                                                          \
+            *(vf *)(out + v * VL) = *(const vf *)(x + v * VL) - f * (a0[v] + a1[v]);          \
+    }
+SUBST_ROW(subst_row8, 8)
+SUBST_ROW(subst_row4, 4)
+SUBST_ROW(subst_row1, 1)
+
+/* subst_row over all dx columns (a multiple of 16) of row y + i * ldy. */
+static inline void subst_row(long dx, long j0, long j1, const float *c, long cs, const float *y,
+                             long ldy, const float *z, const float *x, float f, float *out) {
+    long n = 0;
+    for (; n + 8 * VL <= dx; n += 8 * VL)
+        subst_row8(j0, j1, c, cs, y + n, ldy, z ? z + n : NULL, x + n, f, out + n);
+    for (; n + 4 * VL <= dx; n += 4 * VL)
+        subst_row4(j0, j1, c, cs, y + n, ldy, z ? z + n : NULL, x + n, f, out + n);
+    for (; n < dx; n += VL)
+        subst_row1(j0, j1, c, cs, y + n, ldy, z ? z + n : NULL, x + n, f, out + n);
+}
+
 /* y = A^{-1} x for A = I + diag(e) strict_lower(KK): y_i = x_i - e_i sum_{j<i} KK_ij y_j.
  * Z: workspace [SB, dx]. */
 static void forward_subst(long C, long dx, const float *KK, const float *e, const float *x,
                           float *y, float *Z) {
     for (long I = 0; I < C; I += SB) {
         if (I) mm(SB, dx, I, KK + I * C, C, y, dx, Z, dx, 1.0f, 0, FULL);
-        for (long n = 0; n < dx; n += VL) {
-            for (long i = I; i < I + SB; i++) {
-                vf a0 = I ? *(const vf *)(Z + (i - I) * dx + n) : (vf){0}, a1 = {0};
-                const float *kk = KK + i * C;
-                long j = I;
-                for (; j + 1 < i; j += 2) {
-                    a0 += kk[j] * *(const vf *)(y + j * dx + n);
-                    a1 += kk[j + 1] * *(const vf *)(y + (j + 1) * dx + n);
-                }
-                if (j < i) a0 += kk[j] * *(const vf *)(y + j * dx + n);
-                *(vf *)(y + i * dx + n) = *(const vf *)(x + i * dx + n) - e[i] * (a0 + a1);
-            }
-        }
+        for (long i = I; i < I + SB; i++)
+            subst_row(dx, I, i, KK + i * C, 1, y, dx, I ? Z + (i - I) * dx : NULL, x + i * dx,
+                      e[i], y + i * dx);
     }
 }
 
@@ -205,18 +274,9 @@ static void backward_subst(long C, long dx, const float *KK, const float *e, con
     for (long I = C - SB; I >= 0; I -= SB) {
         const long J = I + SB; /* rows J.. are solved: Z = sum_{j >= J} E2[j, I + r] y_j */
         if (J < C) mmt(SB, dx, C - J, E2 + J * C + I, C, 1, y + J * dx, dx, Z, dx, 1.0f, 0, FULL);
-        for (long n = 0; n < dx; n += VL) {
-            for (long i = J - 1; i >= I; i--) {
-                vf a0 = J < C ? *(const vf *)(Z + (i - I) * dx + n) : (vf){0}, a1 = {0};
-                long j = i + 1;
-                for (; j + 1 < J; j += 2) {
-                    a0 += E2[j * C + i] * *(const vf *)(y + j * dx + n);
-                    a1 += E2[(j + 1) * C + i] * *(const vf *)(y + (j + 1) * dx + n);
-                }
-                if (j < J) a0 += E2[j * C + i] * *(const vf *)(y + j * dx + n);
-                *(vf *)(y + i * dx + n) = *(const vf *)(x + i * dx + n) - (a0 + a1);
-            }
-        }
+        for (long i = J - 1; i >= I; i--)
+            subst_row(dx, i + 1, J, E2 + i, C, y, dx, J < C ? Z + (i - I) * dx : NULL,
+                      x + i * dx, 1.0f, y + i * dx);
     }
 }
 
@@ -301,6 +361,114 @@ int nam_chunk_fwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
                 float *dst = out->O + b * out->os[0] + tt * out->os[1] + h * out->os[2];
                 const float r = out->R ? out->R[row + i] : 1.0f;
                 for (long a = 0; a < dv; a++) dst[a] = r * o[i * dv + a];
+            }
+        }
+    }
+    free(ws);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Fused preparation and forward of one block (nam_chunk_fwd_raw_f32), straight from the
+ * caller's tensors: per head and chunk, the chunk's rows of q, k, v and the gates are
+ * normalised into a small workspace (as nam_chunk_prep_f32 does, with the read gate folded
+ * into the query: diag(r) (Q S^T + tril(Q K^T) U) = Q_r S^T + tril(Q_r K^T) U for
+ * Q_r = diag(r) Q), used at once while they are in cache, and the gated outputs go straight
+ * into the caller's output. No block-sized buffers are written or read again.
+ *
+ * The prepared rows of one chunk, from the caller's [B, T, H, d] tensors (q, k, v at the chunk's
+ * first token of head h of batch b, rows st* apart; gates likewise, or NULL). Rows past T are
+ * zero. Qr = r q / max(|q|, eps), Kn = k / max(|k|, eps), X = [w v | e Kn] [C, dx], ec = e.
+ * Returns 1 when a norm of q or k or the squared norm of a row of w v is not finite. */
+static int prep_chunk(long C, long n, long dk, long dv, float eps, const float *q, long sq,
+                      const float *k, long sk, const float *v, long sv, const float *w,
+                      const float *e, const float *r, long sg, float *Qr, float *Kn, float *X,
+                      float *ec) {
+    const long dx = dv + (e ? dk : 0);
+    int bad = 0;
+    for (long i = 0; i < C; i++) {
+        float *Qi = Qr + i * dk, *Ki = Kn + i * dk, *Xi = X + i * dx;
+        if (i >= n) { /* past the end: a zero row */
+            memset(Qi, 0, sizeof(float) * dk);
+            memset(Ki, 0, sizeof(float) * dk);
+            memset(Xi, 0, sizeof(float) * dx);
+            if (e) ec[i] = 0.0f;
+            continue;
+        }
+        const float *qi = q + i * sq, *ki = k + i * sk, *vi = v + i * sv;
+        const float nq = sqrtf(sumsq(qi, dk)), nk = sqrtf(sumsq(ki, dk));
+        const float fq = (r ? r[i * sg] : 1.0f) / (nq > eps ? nq : eps);
+        const float fk = 1.0f / (nk > eps ? nk : eps);
+        for (long a = 0; a < dk; a++) Qi[a] = qi[a] * fq;
+        for (long a = 0; a < dk; a++) Ki[a] = ki[a] * fk;
+        const float wt = w ? w[i * sg] : 1.0f;
+        float vv = 0.0f;
+        for (long a = 0; a < dv; a++) {
+            const float x = vi[a] * wt;
+            Xi[a] = x;
+            vv += x * x;
+        }
+        if (e) {
+            const float et = e[i * sg];
+            for (long a = 0; a < dk; a++) Xi[dv + a] = Ki[a] * et;
+            ec[i] = et;
+        }
+        bad |= !isfinite(nq) || !isfinite(nk) || !isfinite(vv);
+    }
+    return bad;
+}
+
+/* q, k: [B, T, H, dk], v: [B, T, H, dv], O: [B, T, H, dv] (element strides qs, ks, vs, os;
+ * unit last strides); gates w, e, r [B, T, H] (strides gs) or NULL. Chunks n0 .. n0 + L - 1 of
+ * C tokens (the last may run past T). S0, S1 [B * H, dk, dv]: the transposed state before the
+ * block (read) and after it (written). Returns 0; 1 when a row is not finite (S1 and O are
+ * then partly written: the caller redoes the block on its exact path), 2 when a dimension is
+ * not a multiple of 16, 3 when out of memory. */
+int nam_chunk_fwd_raw_f32(long B, long H, long C, long L, long n0, long T, long dk, long dv,
+                          float eps, const long *qs, const long *ks, const long *vs,
+                          const long *gs, const long *os, const float *q, const float *k,
+                          const float *v, const float *w, const float *e, const float *r,
+                          const float *S0, float *S1, float *O) {
+    if (!dims_ok(C, dk, dv)) return 2;
+    const long dx = dv + (e ? dk : 0), sd = dk * dv;
+    float *ws = malloc(sizeof(float) * (2 * C * dk + C * dx + dk * C + C * C + C * dv + SB * dx + C));
+    if (!ws) return 3;
+    float *Qr = ws, *Kn = Qr + C * dk, *Y = Kn + C * dk, *KT = Y + C * dx, *KP = KT + dk * C;
+    float *Ob = KP + C * C, *Z = Ob + C * dv, *ec = Z + SB * dx;
+    for (long b = 0; b < B; b++) {
+        for (long h = 0; h < H; h++) {
+            const long g = b * H + h;
+            float *s = S1 + g * sd; /* the running state S^T [dk, dv] */
+            memcpy(s, S0 + g * sd, sizeof(float) * sd);
+            for (long j = 0; j < L; j++) {
+                const long t0 = (n0 + j) * C, n = T - t0 < C ? T - t0 : C;
+                const long go = b * gs[0] + t0 * gs[1] + h * gs[2];
+                if (prep_chunk(C, n, dk, dv, eps, q + b * qs[0] + t0 * qs[1] + h * qs[2], qs[1],
+                               k + b * ks[0] + t0 * ks[1] + h * ks[2], ks[1],
+                               v + b * vs[0] + t0 * vs[1] + h * vs[2], vs[1],
+                               w ? w + go : NULL, e ? e + go : NULL, r ? r + go : NULL, gs[1],
+                               Qr, Kn, Y, ec)) {
+                    free(ws);
+                    return 1;
+                }
+                transpose(C, dk, Kn, KT);
+                const float *u = Y;
+                if (e) { /* Y = A^{-1} X in place, then U = Uv - Wk S^T in Y's first dv columns */
+                    mm(C, C, dk, Kn, dk, KT, C, KP, C, 1.0f, 0, LOW_C); /* K K^T, lower part */
+                    forward_subst(C, dx, KP, ec, Y, Y, Z);
+                    mm(C, dv, dk, Y + dv, dx, s, dv, Y, dx, -1.0f, 1, FULL);
+                }
+                mm(C, C, dk, Qr, dk, KT, C, KP, C, 1.0f, 0, LOW_C); /* tril(Q_r K^T) */
+                zero_above_diag(C, KP);
+                float *o = O + b * os[0] + t0 * os[1] + h * os[2];
+                const long ldo = n == C ? os[1] : dv;
+                if (n < C) o = Ob; /* the ragged last chunk: its valid rows are copied below */
+                mm(C, dv, dk, Qr, dk, s, dv, o, ldo, 1.0f, 0, FULL);  /* Q_r S^T */
+                mm(C, dv, C, KP, C, u, dx, o, ldo, 1.0f, 1, LOW_A);  /* + tril(Q_r K^T) U */
+                mm(dk, dv, C, KT, C, u, dx, s, dv, 1.0f, 1, FULL);   /* S^T += K^T U */
+                for (long i = 0; i < n && n < C; i++)
+                    memcpy(O + b * os[0] + (t0 + i) * os[1] + h * os[2], Ob + i * dv,
+                           sizeof(float) * dv);
             }
         }
     }

@@ -142,6 +142,9 @@ class ChunkKernel:
         self._bwd = lib.nam_chunk_bwd_f32
         self._bwd.argtypes = [Li] * 5 + [P] * 13 + [ctypes.POINTER(Tail)]
         self._bwd.restype = ctypes.c_int
+        self._fwd_raw = lib.nam_chunk_fwd_raw_f32
+        self._fwd_raw.argtypes = [Li] * 8 + [ctypes.c_float] + [P] * 14
+        self._fwd_raw.restype = ctypes.c_int
         self._nc = lib.nam_noncausal_fwd_f32
         self._nc.argtypes = [Li] * 5 + [ctypes.c_float] + [P] * 11
         self._nc.restype = ctypes.c_int
@@ -167,6 +170,28 @@ class ChunkKernel:
         rc = self._fwd(
             L, G, C, dk, dv, *(_ptr(x) for x in (q, k, X, e, St, O)),
             None if out is None else ctypes.byref(out),
+        )  # fmt: skip
+        return rc == 0
+
+    def forward_raw(self, q, k, v, w, e, r, n0: int, L: int, C: int, eps: float, S0, S1, O) -> bool:
+        """Prepare and run chunks ``n0 : n0 + L`` in one call, straight from the caller's
+        float32 CPU tensors: ``q, k`` `[B, T, H, d_k]`, ``v`` `[B, T, H, d_v]` (unit last
+        strides), gates ``w, e, r`` `[B, T, H]` or None; ``S0`` `[B * H, d_k, d_v]` the
+        transposed state before the block, ``S1`` (same shape) written with the one after it,
+        and the gated outputs written into ``O`` `[B, T, H, d_v]` (unit last stride). False
+        when a row is not finite or the sizes do not fit (``S1`` and ``O`` are then partly
+        written: the caller redoes the block on another path)."""
+        B, T, H, dk = q.shape
+        dv = v.shape[-1]
+        if any(x.stride(-1) != 1 for x in (q, k, v, O)):
+            return False
+        w, e, r = (None if p is None else p.contiguous() for p in (w, e, r))
+        _check(w, e, r, S0, S1)
+        gs = (ctypes.c_long * 3)(T * H, H, 1)
+        rc = self._fwd_raw(
+            B, H, C, L, n0, T, dk, dv, eps,
+            *(_strides(x) for x in (q, k, v)), gs, _strides(O),
+            *(_ptr(x) for x in (q, k, v, w, e, r, S0, S1, O)),
         )  # fmt: skip
         return rc == 0
 

@@ -34,7 +34,10 @@ dtype is float32 and ``C``, ``d_k``, ``d_v`` are multiples of 16, the block's fo
 backward (after the preparation, before the normalisation backward) are each one C call too
 (``nam_chunk_fwd_f32``, ``nam_chunk_bwd_f32``): head by head, chunk by chunk, with the chunk's
 temporaries in cache and ``A^{-1} X`` by substitution; the PyTorch block ops below are their
-twins (:func:`_block_grads_torch`; tested equal). Any other block
+twins (:func:`_block_grads_torch`; tested equal). For float32 blocks with no padding the forward
+is one C call with the preparation fused in (``nam_chunk_fwd_raw_f32``: chunk by chunk from the
+caller's tensors, the read gate folded into the query, outputs into place); a block it declines
+(a non-finite value) is redone on the prepared-block path. Any other block
 (padding, non-finite values, or any non-CPU device, where the host read would be a sync) takes
 the sanitising path below; all of them agree to rounding (tested).
 
@@ -66,6 +69,9 @@ _R_MIN = 1e-4
 # Rows (chunks x heads x C) of one block: big enough that each op is a large batched BLAS call,
 # small enough that a block's temporaries stay a few MB and are reused from the heap.
 _BLOCK_ROWS = 4096
+# Whether the forward takes the fused C preparation + forward (nam_chunk_fwd_raw_f32) where it
+# applies; the tests turn it off to compare it with the prepared-block path.
+_FUSED_FORWARD = True
 
 
 def _unit_lower_inverse(E: Tensor) -> Tensor:
@@ -448,8 +454,14 @@ def _forward(ctx, q, k, v, w, e, r, S0, mask, C):
     any_mark = False
     Ob = torch.empty((L, G, C, d_v), dtype=cdt, device=q.device)
     kern = _block_kernel(q, C, d_k, d_v)
+    # The fused C forward (preparation included) takes float32 blocks with no padding and no
+    # non-finite value, straight from the inputs into O; any other block takes _Block below.
+    raw = _FUSED_FORWARD and kern is not None and fast and kern.supports(q, k, v, w, e, r)
     for b, n0 in enumerate(starts):
         n1 = min(N, n0 + L)
+        if raw and not any_mark and not _Block._has_padding(bufs, ins[6], n0, n1, C):
+            if kern.forward_raw(q, k, v, w, e, r, n0, n1 - n0, C, _EPS, Sb[b], Sb[b + 1], O):
+                continue
         x = _Block(bufs, ins, n0, n1, C, G, fast)
         Sl = S[: n1 - n0 + 1]
         Sl[0] = Sb[b]
@@ -467,11 +479,14 @@ def _forward(ctx, q, k, v, w, e, r, S0, mask, C):
         Sb[b + 1] = Sl[-1]
         if out is not None:
             continue
-        if x.bad is not None or any_mark:
+        # A sanitised block (padding) with no non-finite write marks nothing (a host read,
+        # on the CPU only): later blocks keep their fast paths.
+        bad = x.bad is not None and (not fast or bool(x.bad.any()))
+        if bad or any_mark:
             m = marks[n0:n1]
             m.copy_(_marks(x.bad, carry) if x.bad is not None else carry.view(1, G, 1))
             carry = m[-1, :, -1].clone()
-            any_mark = any_mark or x.bad is not None
+            any_mark = any_mark or bad
             # One row factor: the read gate, and NaN from a sequence's first non-finite write on.
             f = torch.ones_like(m, dtype=cdt) if x.r is None else x.r.clone()
             f.masked_fill_(m, float("nan"))
