@@ -39,7 +39,9 @@ def test_attention_scale_bad_arguments(tmp_path):
         attention_scale("lra-listops", ("quick",), ("lstm",))
     with pytest.raises(ValueError, match="batch_size: expected >= 1, got 0"):
         attention_scale("lra-listops", ("quick",), batch_size=0)
-    with pytest.raises(FileNotFoundError, match="run_dirs: expected a run folder"):
+    with pytest.raises(ValueError, match="checkpoint: expected 'best' or 'last', got 'first'"):
+        attention_scale("lra-listops", ("quick",), checkpoint="first")
+    with pytest.raises(FileNotFoundError, match="run_dirs: expected a run folder with best.ckpt"):
         attention_scale("lra-listops", ("quick",), (), run_dirs=[tmp_path])
 
 
@@ -60,6 +62,12 @@ def test_attention_scale_of_a_trained_run(tmp_path):
         overrides=["data.min_length=10", "data.max_length=40"],
     )  # fmt: skip
     (row,) = rows
+    last = attention_scale(
+        "lra-listops", ("quick",), (), run_dirs=[tmp_path / "run"], batch_size=4,
+        overrides=["data.min_length=10", "data.max_length=40"], checkpoint="last",
+    )  # fmt: skip
+    # one epoch: the selected epoch is the last one
+    assert last[0]["blocks"] == row["blocks"]
     assert (row["model"], row["state"], row["preset"]) == (
         "nam-transformer", str(tmp_path / "run"), "quick",
     )  # fmt: skip

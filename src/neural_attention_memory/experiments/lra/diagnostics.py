@@ -72,14 +72,10 @@ def _measure(spec: Any, net: nn.Module, batch: Mapping[str, Tensor]) -> dict[str
     }
 
 
-def _load_run(spec: Any, run_dir: Path) -> tuple[str, nn.Module]:
-    ckpt = run_dir / BEST_CKPT
+def _load_run(spec: Any, run_dir: Path, checkpoint: str) -> tuple[str, nn.Module]:
+    ckpt = run_dir / (BEST_CKPT if checkpoint == "best" else LAST_CKPT)
     if not ckpt.is_file():
-        ckpt = run_dir / LAST_CKPT
-    if not ckpt.is_file():
-        raise FileNotFoundError(
-            f"run_dirs: expected a run folder with {BEST_CKPT} or {LAST_CKPT}, got {run_dir}"
-        )
+        raise FileNotFoundError(f"run_dirs: expected a run folder with {ckpt.name}, got {run_dir}")
     config = read_config(run_dir)
     if config.get("task") != spec.name:
         raise ValueError(
@@ -99,14 +95,16 @@ def attention_scale(
     batch_size: int = 32,
     seed: int = 0,
     overrides: Sequence[str] = (),
+    checkpoint: str = "best",
 ) -> list[dict[str, Any]]:
     """RMS of every encoder block's attention output and of the residual stream entering the
     block (real tokens only, CLS included), the loss and the gradient norm, on the first training
     batch of ``task`` at each preset.
 
     Fresh encoders (``models``, initialised with ``torch.manual_seed(seed)``) are measured at
-    each preset's own config; trained encoders (``run_dirs``: run folders of ``nam train``, their
-    selected epoch) with their own weights on every preset's batch. Eval mode (no dropout), one
+    each preset's own config; trained encoders (``run_dirs``: run folders of ``nam train``, at
+    their selected epoch with ``checkpoint="best"`` or their last with ``"last"``) with their own
+    weights on every preset's batch. Eval mode (no dropout), one
     batch, so the numbers are deterministic. ``overrides`` (``KEY=VALUE``) apply to every
     preset's config (data and fresh encoders alike), e.g. shorter ``data.max_length`` for a run
     trained on short sequences (learned positions cover only its own lengths).
@@ -119,6 +117,8 @@ def attention_scale(
     bad = [m for m in models if m not in MODELS]
     if bad:
         raise ValueError(f"models: expected names from {tuple(MODELS)}, got {bad}")
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint: expected 'best' or 'last', got {checkpoint!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
     small = [*overrides, f"data.train={batch_size}", "data.val=8", "data.test=8", f"seed={seed}"]
@@ -140,7 +140,7 @@ def attention_scale(
                  "batch_shape": list(batch["tokens"].shape), **_measure(spec, net, batch)}
             )  # fmt: skip
     for run_dir in run_dirs:
-        model, net = _load_run(spec, Path(run_dir))
+        model, net = _load_run(spec, Path(run_dir), checkpoint)
         net.eval()
         for preset in presets:
             _, batch = first_batch(preset, model)
