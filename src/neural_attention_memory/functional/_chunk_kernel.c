@@ -128,6 +128,8 @@ typedef float vf __attribute__((vector_size(64), aligned(4))); /* 16 floats, una
             }                                                                                 \
     }
 MM_TILE(mm_tile4, 4)
+MM_TILE(mm_tile3, 3)
+MM_TILE(mm_tile2, 2)
 MM_TILE(mm_tile1, 1)
 
 /* C[M, N] = (beta ? C : 0) + alpha * op(A)[M, K] B[K, N], row-major with leading dimensions;
@@ -153,7 +155,10 @@ static void mmt(long M, long N, long K, const float *A, long lda, int ta, const 
         long n = 0;
         for (; n + 4 * VL <= ne; n += 4 * VL)
             mm_tile4(ke - k0, a, sr, sk, b + n, ldb, c + n, ldc, alpha, beta);
-        for (; n < ne; n += VL) mm_tile1(ke - k0, a, sr, sk, b + n, ldb, c + n, ldc, alpha, beta);
+        /* the rest in one tile: A's rows are broadcast once for all of its columns */
+        if (ne - n == 3 * VL) mm_tile3(ke - k0, a, sr, sk, b + n, ldb, c + n, ldc, alpha, beta);
+        if (ne - n == 2 * VL) mm_tile2(ke - k0, a, sr, sk, b + n, ldb, c + n, ldc, alpha, beta);
+        if (ne - n == VL) mm_tile1(ke - k0, a, sr, sk, b + n, ldb, c + n, ldc, alpha, beta);
     }
 }
 
@@ -286,34 +291,41 @@ static float dot(const float *a, const float *b, long d) {
     return s;
 }
 
-static void zero_above_diag(long C, float *P) {
+/* Zero P's entries above the diagonal inside its diagonal 4 x 4 blocks: the only ones above
+ * the diagonal that the triangular products read (LOW_A reads rows r0..r0+3 up to column
+ * r0 + 3, UP_A of P^T reads rows from r0 on); the rest above the diagonal is never read. */
+static void zero_diag_blocks(long C, float *P) {
     for (long i = 0; i < C; i++)
-        for (long t = i + 1; t < C; t++) P[i * C + t] = 0.0f;
+        for (long t = i + 1; t < (i | 3) + 1; t++) P[i * C + t] = 0.0f;
 }
 
-/* One chunk of one head. In: q, k [C, dk], x [C, dx], e [C] or NULL, s = S^T [dk, dv].
- * Out: s1 = S^T + K^T U, o = Q S^T + P U [C, dv], u = U [C, dv] (with e: y = A^{-1} x [C, dx]),
- * KT = K^T [dk, C], P = tril(Q K^T) [C, C] (zero above the diagonal), KK: the lower part of
- * K K^T [C, C] (with e). Without e and with u == x (dx == dv) U is not copied. */
-static void chunk_fwd(long C, long dk, long dv, const float *q, const float *k, const float *x,
-                      const float *e, const float *s, float *s1, float *o, float *u, float *y,
-                      float *KT, float *KK, float *P, float *Z) {
-    const long dx = dv + (e ? dk : 0);
+/* One chunk of one head. In: q, k [C, dk]; xv = diag(w) V [C, dv] (rows ldv apart), and with
+ * erase ke = diag(e) K [C, dk] (rows ldk apart) and e [C] (else both NULL); s = S^T [dk, dv].
+ * Out: u = U = A^{-1} (xv - ke S^T) [C, dv] (u may be xv when ldv == dv: solved in place;
+ * without erase U = xv, copied unless u == xv), s1 = S^T + K^T U (s1 may be s), o = Q S^T + P U
+ * [C, dv] (rows ldo apart; skipped when o is NULL; s1 NULL: not wanted), KT = K^T [dk, C], P = tril(Q K^T) [C, C]
+ * (see zero_diag_blocks), KK: the lower part of K K^T [C, C] (with erase). Z: [SB, dv].
+ * Solving for U directly (rather than A^{-1} [diag(w) V | diag(e) K], independent of S) takes
+ * half the substitution; the backward never needs A^{-1} diag(e) K either. */
+static void chunk_fwd(long C, long dk, long dv, const float *q, const float *k,
+                      const float *xv, long ldv, const float *ke, long ldk, const float *e,
+                      const float *s, float *s1, float *o, long ldo, float *u, float *KT,
+                      float *KK, float *P, float *Z) {
     transpose(C, dk, k, KT);
+    if (u != xv)
+        for (long i = 0; i < C; i++) memcpy(u + i * dv, xv + i * ldv, sizeof(float) * dv);
     if (e) {
-        mm(C, C, dk, k, dk, KT, C, KK, C, 1.0f, 0, LOW_C); /* K K^T, lower part */
-        forward_subst(C, dx, KK, e, x, y, Z);
-        for (long i = 0; i < C; i++) memcpy(u + i * dv, y + i * dx, sizeof(float) * dv);
-        mm(C, dv, dk, y + dv, dx, s, dv, u, dv, -1.0f, 1, FULL); /* U = Uv - Wk S^T */
-    } else if (u != x) {
-        for (long i = 0; i < C; i++) memcpy(u + i * dv, x + i * dx, sizeof(float) * dv);
+        mm(C, C, dk, k, dk, KT, C, KK, C, 1.0f, 0, LOW_C);       /* K K^T, lower part */
+        mm(C, dv, dk, ke, ldk, s, dv, u, dv, -1.0f, 1, FULL);    /* xv - diag(e) K S^T */
+        forward_subst(C, dv, KK, e, u, u, Z);                    /* U = A^{-1} (...) */
     }
     mm(C, C, dk, q, dk, KT, C, P, C, 1.0f, 0, LOW_C); /* tril(Q K^T) */
-    zero_above_diag(C, P);
+    zero_diag_blocks(C, P);
     if (o) {
-        mm(C, dv, dk, q, dk, s, dv, o, dv, 1.0f, 0, FULL); /* Q S^T */
-        mm(C, dv, C, P, C, u, dv, o, dv, 1.0f, 1, LOW_A);  /* + P U */
+        mm(C, dv, dk, q, dk, s, dv, o, ldo, 1.0f, 0, FULL); /* Q S^T */
+        mm(C, dv, C, P, C, u, dv, o, ldo, 1.0f, 1, LOW_A);  /* + P U */
     }
+    if (!s1) return; /* (the state after the chunk is not wanted) */
     if (s1 != s) memcpy(s1, s, sizeof(float) * dk * dv);
     mm(dk, dv, C, KT, C, u, dv, s1, dv, 1.0f, 1, FULL); /* S^T += K^T U */
 }
@@ -342,17 +354,18 @@ int nam_chunk_fwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
                       const float *X, const float *E, float *ST, float *O, const Out *out) {
     if (!dims_ok(C, dk, dv)) return 2;
     const long dx = dv + (E ? dk : 0), sd = dk * dv;
-    float *ws = malloc(sizeof(float) * (dk * C + 2 * C * C + C * dx + 2 * C * dv + SB * dx));
+    float *ws = malloc(sizeof(float) * (dk * C + 2 * C * C + 2 * C * dv + SB * dv));
     if (!ws) return 3;
-    float *KT = ws, *KK = KT + dk * C, *P = KK + C * C, *Y = P + C * C, *U = Y + C * dx;
-    float *Z = U + C * dv, *Ob = Z + SB * dx;
+    float *KT = ws, *KK = KT + dk * C, *P = KK + C * C, *U = P + C * C;
+    float *Z = U + C * dv, *Ob = Z + SB * dv;
     for (long g = 0; g < G; g++) {
         for (long j = 0; j < L; j++) {
             const long row = (j * G + g) * C;
             float *o = out ? Ob : O + row * dv;
-            chunk_fwd(C, dk, dv, Q + row * dk, K + row * dk, X + row * dx, E ? E + row : NULL,
-                      ST + (j * G + g) * sd, ST + ((j + 1) * G + g) * sd, o,
-                      E ? U : (float *)(X + row * dx), Y, KT, KK, P, Z);
+            const float *x = X + row * dx;
+            chunk_fwd(C, dk, dv, Q + row * dk, K + row * dk, x, dx, E ? x + dv : NULL, dx,
+                      E ? E + row : NULL, ST + (j * G + g) * sd, ST + ((j + 1) * G + g) * sd, o,
+                      dv, E ? U : (float *)x, KT, KK, P, Z);
             if (!out) continue;
             const long b = g / out->H, h = g % out->H;
             for (long i = 0; i < C; i++) {
@@ -378,21 +391,24 @@ int nam_chunk_fwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
  *
  * The prepared rows of one chunk, from the caller's [B, T, H, d] tensors (q, k, v at the chunk's
  * first token of head h of batch b, rows st* apart; gates likewise, or NULL). Rows past T are
- * zero. Qr = r q / max(|q|, eps), Kn = k / max(|k|, eps), X = [w v | e Kn] [C, dx], ec = e.
- * Returns 1 when a norm of q or k or the squared norm of a row of w v is not finite. */
+ * zero. Qr = r q / max(|q|, eps), Kn = k / max(|k|, eps) [C, dk], Xv = w v [C, dv], and with
+ * e: Ke = e Kn [C, dk], ec = e. Returns 1 when a norm of q or k or the squared norm of a row of
+ * w v is not finite. */
 static int prep_chunk(long C, long n, long dk, long dv, float eps, const float *q, long sq,
                       const float *k, long sk, const float *v, long sv, const float *w,
-                      const float *e, const float *r, long sg, float *Qr, float *Kn, float *X,
-                      float *ec) {
-    const long dx = dv + (e ? dk : 0);
+                      const float *e, const float *r, long sg, float *Qr, float *Kn, float *Xv,
+                      float *Ke, float *ec) {
     int bad = 0;
     for (long i = 0; i < C; i++) {
-        float *Qi = Qr + i * dk, *Ki = Kn + i * dk, *Xi = X + i * dx;
+        float *Qi = Qr + i * dk, *Ki = Kn + i * dk, *Xi = Xv + i * dv;
         if (i >= n) { /* past the end: a zero row */
             memset(Qi, 0, sizeof(float) * dk);
             memset(Ki, 0, sizeof(float) * dk);
-            memset(Xi, 0, sizeof(float) * dx);
-            if (e) ec[i] = 0.0f;
+            memset(Xi, 0, sizeof(float) * dv);
+            if (e) {
+                memset(Ke + i * dk, 0, sizeof(float) * dk);
+                ec[i] = 0.0f;
+            }
             continue;
         }
         const float *qi = q + i * sq, *ki = k + i * sk, *vi = v + i * sv;
@@ -410,7 +426,7 @@ static int prep_chunk(long C, long n, long dk, long dv, float eps, const float *
         }
         if (e) {
             const float et = e[i * sg];
-            for (long a = 0; a < dk; a++) Xi[dv + a] = Ki[a] * et;
+            for (long a = 0; a < dk; a++) Ke[i * dk + a] = Ki[a] * et;
             ec[i] = et;
         }
         bad |= !isfinite(nq) || !isfinite(nk) || !isfinite(vv);
@@ -430,11 +446,11 @@ int nam_chunk_fwd_raw_f32(long B, long H, long C, long L, long n0, long T, long 
                           const float *v, const float *w, const float *e, const float *r,
                           const float *S0, float *S1, float *O) {
     if (!dims_ok(C, dk, dv)) return 2;
-    const long dx = dv + (e ? dk : 0), sd = dk * dv;
-    float *ws = malloc(sizeof(float) * (2 * C * dk + C * dx + dk * C + C * C + C * dv + SB * dx + C));
+    const long sd = dk * dv;
+    float *ws = malloc(sizeof(float) * (4 * C * dk + C * C + 2 * C * dv + SB * dv + C));
     if (!ws) return 3;
-    float *Qr = ws, *Kn = Qr + C * dk, *Y = Kn + C * dk, *KT = Y + C * dx, *KP = KT + dk * C;
-    float *Ob = KP + C * C, *Z = Ob + C * dv, *ec = Z + SB * dx;
+    float *Qr = ws, *Kn = Qr + C * dk, *Ke = Kn + C * dk, *KT = Ke + C * dk, *KP = KT + dk * C;
+    float *Xv = KP + C * C, *Ob = Xv + C * dv, *Z = Ob + C * dv, *ec = Z + SB * dv;
     for (long b = 0; b < B; b++) {
         for (long h = 0; h < H; h++) {
             const long g = b * H + h;
@@ -447,25 +463,15 @@ int nam_chunk_fwd_raw_f32(long B, long H, long C, long L, long n0, long T, long 
                                k + b * ks[0] + t0 * ks[1] + h * ks[2], ks[1],
                                v + b * vs[0] + t0 * vs[1] + h * vs[2], vs[1],
                                w ? w + go : NULL, e ? e + go : NULL, r ? r + go : NULL, gs[1],
-                               Qr, Kn, Y, ec)) {
+                               Qr, Kn, Xv, Ke, ec)) {
                     free(ws);
                     return 1;
                 }
-                transpose(C, dk, Kn, KT);
-                const float *u = Y;
-                if (e) { /* Y = A^{-1} X in place, then U = Uv - Wk S^T in Y's first dv columns */
-                    mm(C, C, dk, Kn, dk, KT, C, KP, C, 1.0f, 0, LOW_C); /* K K^T, lower part */
-                    forward_subst(C, dx, KP, ec, Y, Y, Z);
-                    mm(C, dv, dk, Y + dv, dx, s, dv, Y, dx, -1.0f, 1, FULL);
-                }
-                mm(C, C, dk, Qr, dk, KT, C, KP, C, 1.0f, 0, LOW_C); /* tril(Q_r K^T) */
-                zero_above_diag(C, KP);
-                float *o = O + b * os[0] + t0 * os[1] + h * os[2];
-                const long ldo = n == C ? os[1] : dv;
-                if (n < C) o = Ob; /* the ragged last chunk: its valid rows are copied below */
-                mm(C, dv, dk, Qr, dk, s, dv, o, ldo, 1.0f, 0, FULL);  /* Q_r S^T */
-                mm(C, dv, C, KP, C, u, dx, o, ldo, 1.0f, 1, LOW_A);  /* + tril(Q_r K^T) U */
-                mm(dk, dv, C, KT, C, u, dx, s, dv, 1.0f, 1, FULL);   /* S^T += K^T U */
+                /* the ragged last chunk goes through Ob: only its valid rows are copied out */
+                float *o = n < C ? Ob : O + b * os[0] + t0 * os[1] + h * os[2];
+                /* (K K^T is dead before tril(Q K^T) is formed: they share KP) */
+                chunk_fwd(C, dk, dv, Qr, Kn, Xv, dv, e ? Ke : NULL, dk, e ? ec : NULL, s, s,
+                          o, n < C ? dv : os[1], Xv, KT, KP, KP, Z);
                 for (long i = 0; i < n && n < C; i++)
                     memcpy(O + b * os[0] + (t0 + i) * os[1] + h * os[2], Ob + i * dv,
                            sizeof(float) * dv);
@@ -527,9 +533,9 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
     if (!dims_ok(C, dk, dv)) return 2;
     const long dx = dv + (E ? dk : 0), sd = dk * dv, m = dk > dv ? dk : dv;
     const long m2 = (C > m ? C : m) * (C > m ? C : m);
-    /* per chunk: S^T, U, Y, O, KK, P; shared: KT, and the backward's temporaries */
-    const long per = sd + C * dv + C * dx + C * dv + 2 * C * C;
-    float *ws = malloc(sizeof(float) * (L * per + 13 * m2 + 2 * C + SB * dx));
+    /* per chunk: S^T, U, O, KK, P; shared: KT, and the backward's temporaries */
+    const long per = sd + C * dv + C * dv + 2 * C * C;
+    float *ws = malloc(sizeof(float) * (L * per + 13 * m2 + 2 * C + SB * dv));
     if (!ws) return 3;
     float *t = ws + L * per;
     float *KT = t, *S = t + m2, *UT = t + 2 * m2, *DtT = t + 3 * m2, *dOh = t + 4 * m2;
@@ -541,17 +547,19 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
         for (long j = 0; j < L; j++) {
             const long row = (j * G + g) * C;
             float *w = ws + j * per;
-            float *s1 = (j + 1 < L) ? ws + (j + 1) * per : DtT; /* the last state is not needed */
+            float *s1 = (j + 1 < L) ? ws + (j + 1) * per : NULL; /* the last state is not needed */
             if (j == 0) memcpy(w, ST0 + g * sd, sizeof(float) * sd);
-            float *u = w + sd, *y = u + C * dv, *o = y + C * dx, *kk = o + C * dv, *p = kk + C * C;
-            chunk_fwd(C, dk, dv, Q + row * dk, K + row * dk, X + row * dx, E ? E + row : NULL,
-                      w, s1, from_saved(R, tl, row, C) || !R ? NULL : o, u, y, KT, kk, p, Z);
+            float *u = w + sd, *o = u + C * dv, *kk = o + C * dv, *p = kk + C * C;
+            const float *x = X + row * dx;
+            chunk_fwd(C, dk, dv, Q + row * dk, K + row * dk, x, dx, E ? x + dv : NULL, dx,
+                      E ? E + row : NULL, w, s1, from_saved(R, tl, row, C) || !R ? NULL : o, dv,
+                      u, KT, kk, p, Z);
         }
         float *Dg = D + g * sd;
         for (long j = L - 1; j >= 0; j--) {
             const long row = (j * G + g) * C;
             const float *w = ws + j * per;
-            const float *u = w + sd, *y = u + C * dv, *o = y + C * dx, *kk = o + C * dv;
+            const float *u = w + sd, *o = u + C * dv, *kk = o + C * dv;
             const float *p = kk + C * C;
             const float *q = Q + row * dk, *k = K + row * dk, *e = E ? E + row : NULL;
             const float *dout = dO + row * dv;
@@ -585,18 +593,18 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
             mmt(C, dv, C, p, C, 1, dOh, dv, dU, dv, 1.0f, 1, UP_A);
             /* dP = tril(dOh U^T) */
             mm(C, C, dv, dOh, dv, UT, C, dP, C, 1.0f, 0, LOW_C);
-            zero_above_diag(C, dP);
+            zero_diag_blocks(C, dP);
             /* dq = dOh S + dP K;  dk = U D^T + dP^T Q */
             mm(C, dk, dv, dOh, dv, S, dk, dq, dk, 1.0f, 0, FULL);
             mm(C, dk, C, dP, C, k, dk, dq, dk, 1.0f, 1, LOW_A);
             mm(C, dk, dv, u, dv, DtT, dk, dk_, dk, 1.0f, 0, FULL);
             mmt(C, dk, C, dP, C, 1, q, dk, dk_, dk, 1.0f, 1, UP_A);
-            /* D before the chunk: D + Q^T dOh (- Wk^T dU with erase) */
+            /* D before the chunk: D + Q^T dOh (- (diag(e) K)^T A^{-T} dU with erase) */
             mmt(dk, dv, C, q, dk, 1, dOh, dv, Dg, dv, 1.0f, 1, FULL);
             if (e) {
                 float *dA = dP; /* dP is dead from here */
-                mmt(dk, dv, C, y + dv, dx, 1, dU, dv, Dg, dv, -1.0f, 1, FULL);
                 backward_subst(C, dv, kk, e, dU, dvw, eKK, Z); /* dvw = A^{-T} dU */
+                mmt(dk, dv, C, X + row * dx + dv, dx, 1, dvw, dv, Dg, dv, -1.0f, 1, FULL);
                 /* dBk = -dvw S  [C, dk];  dA = -dvw U^T (strictly lower part used) */
                 mm(C, dk, dv, dvw, dv, S, dk, dBk, dk, -1.0f, 0, FULL);
                 mm(C, C, dv, dvw, dv, UT, C, dA, C, -1.0f, 0, LOW_C);

@@ -33,7 +33,8 @@ first use; PyTorch ops where there is no compiler or ``NAM_CHUNK_KERNEL=0``). Wh
 dtype is float32 and ``C``, ``d_k``, ``d_v`` are multiples of 16, the block's forward and
 backward (after the preparation, before the normalisation backward) are each one C call too
 (``nam_chunk_fwd_f32``, ``nam_chunk_bwd_f32``): head by head, chunk by chunk, with the chunk's
-temporaries in cache and ``A^{-1} X`` by substitution; the PyTorch block ops below are their
+temporaries in cache and ``U`` solved directly by substitution, ``A^{-1} (diag(w) V - diag(e) K
+S^T)`` (half the columns of ``A^{-1} X``); the PyTorch block ops below are their
 twins (:func:`_block_grads_torch`; tested equal). For float32 blocks with no padding the forward
 is one C call with the preparation fused in (``nam_chunk_fwd_raw_f32``: chunk by chunk from the
 caller's tensors, the read gate folded into the query, outputs into place); a block it declines
