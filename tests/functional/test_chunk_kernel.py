@@ -365,3 +365,52 @@ def test_fused_raw_forward_declines():
     bad[0, 17, 1, 0] = float("inf")
     assert not kernel.forward_raw(q, bad, v, None, None, None, 0, 2, 16, 1e-6, S0, S1, O)
     assert not kernel.forward_raw(q, q, v, None, None, None, 0, 3, 8, 1e-6, S0, S1, O)
+
+
+@needs_kernel
+@pytest.mark.parametrize("gates", GATE_SETS)
+def test_fused_raw_backward_equals_prepared_blocks(gates, monkeypatch):
+    # nam_chunk_bwd_raw_f32 (preparation, recompute and backward in one call, reading dO and
+    # the saved output in place) against the prepared-block C backward and the PyTorch blocks:
+    # strided inputs, an initial state, several blocks, a ragged last chunk, a read gate below
+    # _R_MIN in one chunk (its output before the gate is recomputed), one block with padding
+    # and one with a query whose squares overflow float32 (declined: D restored, the block
+    # redone on the exact sanitising path): outputs, final state and all gradients.
+    monkeypatch.setattr(chunk_mod, "_BLOCK_ROWS", 2 * 3 * 16 * 2)
+    g = torch.Generator().manual_seed(12)
+    base = torch.randn(2, 150, 3, 2, 16, generator=g)
+    q, k = base[..., 0, :], base[..., 1, :]
+    v = torch.randn(2, 3, 150, 32, generator=g).transpose(1, 2)
+    ws = [torch.rand(2, 3, 150, generator=g).transpose(1, 2) for _ in range(3)]
+    ws[2][1, 70, 2] = 1e-6
+    w, e, r = (p if on else None for p, on in zip(ws, gates, strict=True))
+    q[0, 100, 1, 3] = 1e30  # in the block of chunks 6-7
+    S0 = torch.randn(2, 3, 32, 16, generator=g)
+    leaves = [None if x is None else x.detach().requires_grad_() for x in (q, k, v, w, e, r, S0)]
+    mask = torch.zeros(2, 150, dtype=torch.bool)
+    mask[1, 40:42] = True  # the block of chunks 2-3
+
+    def run():
+        return _run(leaves, mask, C=16)
+
+    calls = []
+    real = kernel.backward_raw
+    monkeypatch.setattr(kernel, "backward_raw", lambda *a: calls.append(real(*a)) or calls[-1])
+    fused = run()
+    assert calls == [True, False, True, True]  # blocks 4, 3 (declined), 2, 0 (1: padding)
+    monkeypatch.setattr(chunk_mod, "_FUSED_BACKWARD", False)
+    prepared = run()
+    assert len(calls) == 4
+    assert all(torch.isfinite(x).all() for x in fused)
+    _same(fused, prepared)
+    monkeypatch.setattr(chunk_mod, "_block_kernel", lambda *a: None)
+    _same(fused, run())
+
+
+@needs_kernel
+def test_fused_raw_backward_declines_sizes_it_does_not_take():
+    q = torch.randn(1, 20, 2, 8)
+    D = torch.zeros(2, 8, 8)
+    grads = [torch.empty(1, 20, 2, 8) for _ in range(3)]
+    args = (q, q, q, None, None, None, None, q, 0, 3, 8, 1e-6, 1e-4, D.clone(), D, *grads)
+    assert not kernel.backward_raw(*args, None, None, None)

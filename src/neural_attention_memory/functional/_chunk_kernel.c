@@ -397,8 +397,12 @@ int nam_chunk_fwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
 static int prep_chunk(long C, long n, long dk, long dv, float eps, const float *q, long sq,
                       const float *k, long sk, const float *v, long sv, const float *w,
                       const float *e, const float *r, long sg, float *Qr, float *Kn, float *Xv,
-                      float *Ke, float *ec) {
+                      float *Ke, float *ec, float *rows) {
     int bad = 0;
+    /* rows (the backward's): NULL, or [6, C]: gq, bq, gk, bk (as nam_chunk_prep_f32 writes
+     * them), w, r; Qr is then the unit-normalised q, without the read gate. */
+    float *gq = rows, *bq = rows + C, *gk = rows + 2 * C, *bk = rows + 3 * C;
+    float *wc = rows + 4 * C, *rc = rows + 5 * C;
     for (long i = 0; i < C; i++) {
         float *Qi = Qr + i * dk, *Ki = Kn + i * dk, *Xi = Xv + i * dv;
         if (i >= n) { /* past the end: a zero row */
@@ -409,12 +413,24 @@ static int prep_chunk(long C, long n, long dk, long dv, float eps, const float *
                 memset(Ke + i * dk, 0, sizeof(float) * dk);
                 ec[i] = 0.0f;
             }
+            if (rows) {
+                gq[i] = gk[i] = 1.0f / eps;
+                bq[i] = bk[i] = wc[i] = rc[i] = 0.0f;
+            }
             continue;
         }
         const float *qi = q + i * sq, *ki = k + i * sk, *vi = v + i * sv;
         const float nq = sqrtf(sumsq(qi, dk)), nk = sqrtf(sumsq(ki, dk));
-        const float fq = (r ? r[i * sg] : 1.0f) / (nq > eps ? nq : eps);
+        const float fq = (r && !rows ? r[i * sg] : 1.0f) / (nq > eps ? nq : eps);
         const float fk = 1.0f / (nk > eps ? nk : eps);
+        if (rows) {
+            gq[i] = fq;
+            gk[i] = fk;
+            bq[i] = nq >= eps ? 1.0f : 0.0f;
+            bk[i] = nk >= eps ? 1.0f : 0.0f;
+            wc[i] = w ? w[i * sg] : 1.0f;
+            rc[i] = r ? r[i * sg] : 1.0f;
+        }
         for (long a = 0; a < dk; a++) Qi[a] = qi[a] * fq;
         for (long a = 0; a < dk; a++) Ki[a] = ki[a] * fk;
         const float wt = w ? w[i * sg] : 1.0f;
@@ -463,7 +479,7 @@ int nam_chunk_fwd_raw_f32(long B, long H, long C, long L, long n0, long T, long 
                                k + b * ks[0] + t0 * ks[1] + h * ks[2], ks[1],
                                v + b * vs[0] + t0 * vs[1] + h * vs[2], vs[1],
                                w ? w + go : NULL, e ? e + go : NULL, r ? r + go : NULL, gs[1],
-                               Qr, Kn, Xv, Ke, ec)) {
+                               Qr, Kn, Xv, Ke, ec, NULL)) {
                     free(ws);
                     return 1;
                 }
@@ -482,6 +498,15 @@ int nam_chunk_fwd_raw_f32(long B, long H, long C, long L, long n0, long T, long 
     return 0;
 }
 
+/* Where a block backward writes the raw inputs' gradients [B, T, H, *] (the normalisation
+ * backward included): element strides (sB, sT, sH); dw, de, dr may be NULL (no such gate). */
+typedef struct {
+    float *dq, *dk, *dv;
+    long qs[3], ks[3], dvs[3];
+    float *dw, *de, *dr;
+    long gs[3];
+} Grads;
+
 /* Where the block backward writes its gradients straight into the caller's tensors (the
  * normalisation backward included), instead of chunk-major block buffers: for blocks prepared
  * by nam_chunk_prep_f32 with no non-finite values. Element strides (sB, sT, sH) of [B, T, H, *]
@@ -492,10 +517,7 @@ typedef struct {
     const float *w;                /* [L, G, C] write gate (block copy) or NULL */
     const float *v;                /* raw values [B, T, H, dv] */
     long vs[3];
-    float *dq, *dk, *dv;           /* [B, T, H, dk | dk | dv] */
-    long qs[3], ks[3], dvs[3];
-    float *dw, *de, *dr;           /* [B, T, H] */
-    long gs[3];
+    Grads out;                     /* the gradients */
     const float *O;                /* the forward's output [B, T, H, dv] (strides os) or NULL */
     long os[3];
     float rmin;                    /* chunks whose read gates all exceed it take dr from O / r */
@@ -517,9 +539,93 @@ static inline void norm_back(long d, const float *du, const float *u, float g, f
     for (long a = 0; a < d; a++) out[a] = (du[a] - c * u[a]) * g;
 }
 
+/* Scratch of chunk_bwd: S, UT, DtT, dU, dP, dBk, eKK [m2 = max(C, dk, dv)^2 each], Z [SB, dv]. */
+typedef struct {
+    float *S, *UT, *DtT, *dU, *dP, *dBk, *eKK, *Z;
+} BwdTmp;
+
+/* Gradients of one chunk of one head, the chunks walked in reverse. In: q, k [C, dk]
+ * (unit-normalised), ke = diag(e) K (rows ldke apart) and e [C] with erase (else NULL),
+ * st = S^T at the chunk's start, u = U, kk and p as chunk_fwd left them, dOh [C, dv] the
+ * gradient of the output before the read gate. Dg [dk, dv]: in, the gradient w.r.t. S^T after
+ * the chunk; out, before it. Out: dq, dk_ [C, dk] (w.r.t. the normalised q, k), dvw [C, dv]
+ * (w.r.t. diag(w) V), deb [C] (w.r.t. e; with erase). */
+static void chunk_bwd(long C, long dk, long dv, const float *q, const float *k, const float *ke,
+                      long ldke, const float *e, const float *st, const float *u,
+                      const float *kk, const float *p, const float *dOh, float *Dg, float *dq,
+                      float *dk_, float *dvw, float *deb, const BwdTmp *t) {
+    float *S = t->S, *UT = t->UT, *DtT = t->DtT, *dU = t->dU, *dP = t->dP;
+    transpose(dk, dv, st, S);   /* S [dv, dk] */
+    transpose(C, dv, u, UT);    /* U^T [dv, C] */
+    transpose(dk, dv, Dg, DtT); /* D^T [dv, dk] = dS after the chunk */
+    /* dU = K D + P^T dOh */
+    mm(C, dv, dk, k, dk, Dg, dv, dU, dv, 1.0f, 0, FULL);
+    mmt(C, dv, C, p, C, 1, dOh, dv, dU, dv, 1.0f, 1, UP_A);
+    /* dP = tril(dOh U^T) */
+    mm(C, C, dv, dOh, dv, UT, C, dP, C, 1.0f, 0, LOW_C);
+    zero_diag_blocks(C, dP);
+    /* dq = dOh S + dP K;  dk = U D^T + dP^T Q */
+    mm(C, dk, dv, dOh, dv, S, dk, dq, dk, 1.0f, 0, FULL);
+    mm(C, dk, C, dP, C, k, dk, dq, dk, 1.0f, 1, LOW_A);
+    mm(C, dk, dv, u, dv, DtT, dk, dk_, dk, 1.0f, 0, FULL);
+    mmt(C, dk, C, dP, C, 1, q, dk, dk_, dk, 1.0f, 1, UP_A);
+    /* D before the chunk: D + Q^T dOh (- (diag(e) K)^T A^{-T} dU with erase) */
+    mmt(dk, dv, C, q, dk, 1, dOh, dv, Dg, dv, 1.0f, 1, FULL);
+    if (!e) {
+        memcpy(dvw, dU, sizeof(float) * C * dv);
+        return;
+    }
+    float *dA = dP, *dBk = t->dBk, *eKK = t->eKK; /* dP is dead from here */
+    backward_subst(C, dv, kk, e, dU, dvw, eKK, t->Z); /* dvw = A^{-T} dU */
+    mmt(dk, dv, C, ke, ldke, 1, dvw, dv, Dg, dv, -1.0f, 1, FULL);
+    /* dBk = -dvw S  [C, dk];  dA = -dvw U^T (strictly lower part used) */
+    mm(C, dk, dv, dvw, dv, S, dk, dBk, dk, -1.0f, 0, FULL);
+    mm(C, C, dv, dvw, dv, UT, C, dA, C, -1.0f, 0, LOW_C);
+    for (long i = 0; i < C; i++) {
+        float s = dot(dBk + i * dk, k + i * dk, dk);
+        const float *da = dA + i * C, *kr = kk + i * C;
+        float *dl = eKK + i * C;
+        for (long jj = 0; jj < i; jj++) s += da[jj] * kr[jj];
+        deb[i] = s;
+        const float ei = e[i];
+        for (long a = 0; a < dk; a++) dk_[i * dk + a] += ei * dBk[i * dk + a];
+        /* dL = diag(e) strict_lower(dA), zero elsewhere */
+        for (long jj = 0; jj < i; jj++) dl[jj] = ei * da[jj];
+        for (long jj = i; jj < C; jj++) dl[jj] = 0.0f;
+    }
+    /* dk += (dL + dL^T) K */
+    mm(C, dk, C, eKK, C, k, dk, dk_, dk, 1.0f, 1, LOW_A);
+    mmt(C, dk, C, eKK, C, 1, k, dk, dk_, dk, 1.0f, 1, UP_A);
+}
+
+/* One chunk's rows of head h of batch b from token t0 on (n of them) into the caller's
+ * gradients: dq, dk_ [C, dk] w.r.t. the normalised q, k (q, k), with their normalisation terms
+ * gq, bq, gk, bk [C]; dvw [C, dv] w.r.t. diag(w) V, w [C] or NULL, v the raw values at the
+ * chunk's first row (rows sv apart); deb, drb [C] or NULL. */
+static void tail_rows(long n, long dk, long dv, long b, long h, long t0, const Grads *o,
+                      const float *q, const float *k, const float *dq, const float *dk_,
+                      const float *gq, const float *bq, const float *gk, const float *bk,
+                      const float *dvw, const float *w, const float *v, long sv,
+                      const float *deb, const float *drb) {
+    for (long i = 0; i < n; i++) {
+        const long tt = t0 + i;
+        const long off = b * o->gs[0] + tt * o->gs[1] + h * o->gs[2];
+        norm_back(dk, dq + i * dk, q + i * dk, gq[i], bq[i],
+                  o->dq + b * o->qs[0] + tt * o->qs[1] + h * o->qs[2]);
+        norm_back(dk, dk_ + i * dk, k + i * dk, gk[i], bk[i],
+                  o->dk + b * o->ks[0] + tt * o->ks[1] + h * o->ks[2]);
+        float *dvo = o->dv + b * o->dvs[0] + tt * o->dvs[1] + h * o->dvs[2];
+        const float wt = w ? w[i] : 1.0f;
+        for (long a = 0; a < dv; a++) dvo[a] = wt * dvw[i * dv + a];
+        if (o->dw) o->dw[off] = dot(dvw + i * dv, v + i * sv, dv);
+        if (o->de) o->de[off] = deb[i];
+        if (o->dr) o->dr[off] = drb[i];
+    }
+}
+
 /* Backward of one block (the same inputs as nam_chunk_fwd_f32, ST0 = the block's first state
- * S^T [G, dk, dv]). Per head, the block's chunks are recomputed forward (states, U, A^{-1} X,
- * K K^T, tril(Q K^T) and the output before the read gate kept per chunk in a workspace), then
+ * S^T [G, dk, dv]). Per head, the block's chunks are recomputed forward (states, U, K K^T,
+ * tril(Q K^T) and the output before the read gate kept per chunk in a workspace), then
  * walked in reverse. dO [L, G, C, dv]: the output's gradient; R [L, G, C] the read gate or
  * NULL. D [G, dk, dv]: in, the gradient w.r.t. S^T after the block; out, before it.
  * Without tail, written chunk-major (before the normalisation backward): dQ, dK [L, G, C, dk]
@@ -538,10 +644,10 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
     float *ws = malloc(sizeof(float) * (L * per + 13 * m2 + 2 * C + SB * dv));
     if (!ws) return 3;
     float *t = ws + L * per;
-    float *KT = t, *S = t + m2, *UT = t + 2 * m2, *DtT = t + 3 * m2, *dOh = t + 4 * m2;
-    float *dU = t + 5 * m2, *dP = t + 6 * m2, *dBk = t + 7 * m2, *tq = t + 8 * m2;
-    float *tk = t + 9 * m2, *tv = t + 10 * m2, *eKK = t + 11 * m2, *te = t + 12 * m2;
-    float *tr = te + C, *Z = tr + C;
+    float *KT = t, *dOh = t + 4 * m2, *tq = t + 8 * m2, *tk = t + 9 * m2, *tv = t + 10 * m2;
+    float *te = t + 12 * m2, *tr = te + C, *Z = tr + C;
+    const BwdTmp tmp = {t + m2, t + 2 * m2, t + 3 * m2, t + 5 * m2, t + 6 * m2, t + 7 * m2,
+                        t + 11 * m2, Z};
     for (long g = 0; g < G; g++) {
         /* forward over the block, keeping what the backward needs */
         for (long j = 0; j < L; j++) {
@@ -585,66 +691,116 @@ int nam_chunk_bwd_f32(long L, long G, long C, long dk, long dv, const float *Q, 
             } else {
                 memcpy(dOh, dout, sizeof(float) * C * dv);
             }
-            transpose(dk, dv, w, S);    /* S [dv, dk] */
-            transpose(C, dv, u, UT);    /* U^T [dv, C] */
-            transpose(dk, dv, Dg, DtT); /* D^T [dv, dk] = dS after the chunk */
-            /* dU = K D + P^T dOh */
-            mm(C, dv, dk, k, dk, Dg, dv, dU, dv, 1.0f, 0, FULL);
-            mmt(C, dv, C, p, C, 1, dOh, dv, dU, dv, 1.0f, 1, UP_A);
-            /* dP = tril(dOh U^T) */
-            mm(C, C, dv, dOh, dv, UT, C, dP, C, 1.0f, 0, LOW_C);
-            zero_diag_blocks(C, dP);
-            /* dq = dOh S + dP K;  dk = U D^T + dP^T Q */
-            mm(C, dk, dv, dOh, dv, S, dk, dq, dk, 1.0f, 0, FULL);
-            mm(C, dk, C, dP, C, k, dk, dq, dk, 1.0f, 1, LOW_A);
-            mm(C, dk, dv, u, dv, DtT, dk, dk_, dk, 1.0f, 0, FULL);
-            mmt(C, dk, C, dP, C, 1, q, dk, dk_, dk, 1.0f, 1, UP_A);
-            /* D before the chunk: D + Q^T dOh (- (diag(e) K)^T A^{-T} dU with erase) */
-            mmt(dk, dv, C, q, dk, 1, dOh, dv, Dg, dv, 1.0f, 1, FULL);
-            if (e) {
-                float *dA = dP; /* dP is dead from here */
-                backward_subst(C, dv, kk, e, dU, dvw, eKK, Z); /* dvw = A^{-T} dU */
-                mmt(dk, dv, C, X + row * dx + dv, dx, 1, dvw, dv, Dg, dv, -1.0f, 1, FULL);
-                /* dBk = -dvw S  [C, dk];  dA = -dvw U^T (strictly lower part used) */
-                mm(C, dk, dv, dvw, dv, S, dk, dBk, dk, -1.0f, 0, FULL);
-                mm(C, C, dv, dvw, dv, UT, C, dA, C, -1.0f, 0, LOW_C);
-                for (long i = 0; i < C; i++) {
-                    float s = dot(dBk + i * dk, k + i * dk, dk);
-                    const float *da = dA + i * C, *kr = kk + i * C;
-                    float *dl = eKK + i * C;
-                    for (long jj = 0; jj < i; jj++) s += da[jj] * kr[jj];
-                    deb[i] = s;
-                    const float ei = e[i];
-                    for (long a = 0; a < dk; a++) dk_[i * dk + a] += ei * dBk[i * dk + a];
-                    /* dL = diag(e) strict_lower(dA), zero elsewhere */
-                    for (long jj = 0; jj < i; jj++) dl[jj] = ei * da[jj];
-                    for (long jj = i; jj < C; jj++) dl[jj] = 0.0f;
-                }
-                /* dk += (dL + dL^T) K */
-                mm(C, dk, C, eKK, C, k, dk, dk_, dk, 1.0f, 1, LOW_A);
-                mmt(C, dk, C, eKK, C, 1, k, dk, dk_, dk, 1.0f, 1, UP_A);
-            } else {
-                memcpy(dvw, dU, sizeof(float) * C * dv);
-            }
+            chunk_bwd(C, dk, dv, q, k, E ? X + row * dx + dv : NULL, dx, e, w, u, kk, p, dOh, Dg,
+                      dq, dk_, dvw, deb, &tmp);
             if (!tl) continue;
             /* the tail: back through mu(.) and the gates, into the caller's tensors */
-            const long H = tl->H, b = g / H, h = g % H;
-            for (long i = 0; i < C; i++) {
-                const long tt = (tl->n0 + j) * C + i, ri = row + i;
-                if (tt >= tl->T) break;
-                const long off = b * tl->gs[0] + tt * tl->gs[1] + h * tl->gs[2];
-                norm_back(dk, dq + i * dk, q + i * dk, tl->gq[ri], tl->bq[ri],
-                          tl->dq + b * tl->qs[0] + tt * tl->qs[1] + h * tl->qs[2]);
-                norm_back(dk, dk_ + i * dk, k + i * dk, tl->gk[ri], tl->bk[ri],
-                          tl->dk + b * tl->ks[0] + tt * tl->ks[1] + h * tl->ks[2]);
-                float *dvo = tl->dv + b * tl->dvs[0] + tt * tl->dvs[1] + h * tl->dvs[2];
-                const float wt = tl->w ? tl->w[ri] : 1.0f;
-                for (long a = 0; a < dv; a++) dvo[a] = wt * dvw[i * dv + a];
-                if (tl->dw)
-                    tl->dw[off] = dot(dvw + i * dv,
-                                      tl->v + b * tl->vs[0] + tt * tl->vs[1] + h * tl->vs[2], dv);
-                if (tl->de) tl->de[off] = deb[i];
-                if (tl->dr) tl->dr[off] = drb[i];
+            const long H = tl->H, b = g / H, h = g % H, t0 = (tl->n0 + j) * C;
+            const long n = tl->T - t0 < C ? tl->T - t0 : C;
+            tail_rows(n, dk, dv, b, h, t0, &tl->out, q, k, dq, dk_, tl->gq + row, tl->bq + row,
+                      tl->gk + row, tl->bk + row, dvw, tl->w ? tl->w + row : NULL,
+                      tl->v + b * tl->vs[0] + t0 * tl->vs[1] + h * tl->vs[2], tl->vs[1], deb,
+                      drb);
+        }
+    }
+    free(ws);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Fused preparation and backward of one block (nam_chunk_bwd_raw_f32), straight from the
+ * caller's tensors, for blocks with no padding: per head, the block's chunks are prepared from
+ * the raw q, k, v and gates (as the fused forward does, keeping the normalisation terms) and
+ * recomputed forward, then walked in reverse reading the output's gradient (and the saved
+ * output) in place, the raw inputs' gradients written as the tail above writes them. */
+typedef struct {
+    long H, T, n0;
+    float eps, rmin;                   /* unit_norm's guard; see Tail.rmin */
+    const float *q, *k, *v, *w, *e, *r; /* [B, T, H, d] and [B, T, H] (gates may be NULL) */
+    long qs[3], ks[3], vs[3], gs[3];
+    const float *O, *dO;               /* the forward's output (or NULL) and its gradient */
+    long os[3], dos[3];
+    Grads out;
+} Raw;
+
+/* Returns 0; 1 when a row is not finite (D and the gradients are then partly written: the
+ * caller restores D and redoes the block on its exact path), 2 when a dimension is not a
+ * multiple of 16, 3 when out of memory. S0 [B * H, dk, dv]: the transposed state at the
+ * block's start; D as in nam_chunk_bwd_f32. */
+int nam_chunk_bwd_raw_f32(long B, long L, long C, long dk, long dv, const Raw *a,
+                          const float *S0, float *D) {
+    if (!dims_ok(C, dk, dv) || L < 1) return 2;
+    const long sd = dk * dv, m = dk > dv ? dk : dv, H = a->H;
+    const long m2 = (C > m ? C : m) * (C > m ? C : m);
+    /* per chunk: S^T, U, O, KK, P, q, k, diag(e) K, and the rows e, gq, bq, gk, bk, w, r */
+    const long per = sd + 2 * C * dv + 2 * C * C + 3 * C * dk + 7 * C;
+    float *ws = malloc(sizeof(float) * (L * per + 7 * m2 + 3 * C * dk + 2 * C * dv + 2 * C +
+                                        SB * dv) + sizeof(int) * L);
+    if (!ws) return 3;
+    float *t = ws + L * per;
+    const BwdTmp tmp = {t, t + m2, t + 2 * m2, t + 3 * m2, t + 4 * m2, t + 5 * m2, t + 6 * m2,
+                        t + 7 * m2};
+    float *KT = tmp.Z + SB * dv, *tq = KT + C * dk, *tk = tq + C * dk, *Xv = tk + C * dk;
+    float *dOh = Xv + C * dv, *te = dOh + C * dv, *tr = te + C;
+    int *saved = (int *)(tr + C); /* per chunk: the output before the gate is O / r */
+    for (long b = 0; b < B; b++) {
+        for (long h = 0; h < H; h++) {
+            const long g = b * H + h;
+            for (long j = 0; j < L; j++) { /* prepare and recompute forward */
+                float *w = ws + j * per, *u = w + sd, *o = u + C * dv, *kk = o + C * dv;
+                float *p = kk + C * C, *qn = p + C * C, *kn = qn + C * dk, *ke = kn + C * dk;
+                float *ec = ke + C * dk, *rows = ec + C;
+                float *s1 = (j + 1 < L) ? ws + (j + 1) * per : NULL;
+                if (j == 0) memcpy(w, S0 + g * sd, sizeof(float) * sd);
+                const long t0 = (a->n0 + j) * C, n = a->T - t0 < C ? a->T - t0 : C;
+                const long go = b * a->gs[0] + t0 * a->gs[1] + h * a->gs[2];
+                if (prep_chunk(C, n, dk, dv, a->eps,
+                               a->q + b * a->qs[0] + t0 * a->qs[1] + h * a->qs[2], a->qs[1],
+                               a->k + b * a->ks[0] + t0 * a->ks[1] + h * a->ks[2], a->ks[1],
+                               a->v + b * a->vs[0] + t0 * a->vs[1] + h * a->vs[2], a->vs[1],
+                               a->w ? a->w + go : NULL, a->e ? a->e + go : NULL,
+                               a->r ? a->r + go : NULL, a->gs[1], qn, kn, Xv, ke, ec, rows)) {
+                    free(ws);
+                    return 1;
+                }
+                /* the output before the read gate: O / r from the saved output where every
+                 * read gate of the chunk exceeds rmin, else recomputed (o) */
+                int sv = a->r && a->O;
+                for (long i = 0; i < n && sv; i++) sv = rows[5 * C + i] > a->rmin;
+                saved[j] = sv;
+                chunk_fwd(C, dk, dv, qn, kn, Xv, dv, a->e ? ke : NULL, dk, a->e ? ec : NULL, w, s1,
+                          a->r && !sv ? o : NULL, dv, u, KT, kk, p, tmp.Z);
+            }
+            float *Dg = D + g * sd;
+            for (long j = L - 1; j >= 0; j--) {
+                const float *w = ws + j * per, *u = w + sd, *o = u + C * dv, *kk = o + C * dv;
+                const float *p = kk + C * C, *qn = p + C * C, *kn = qn + C * dk;
+                const float *ke = kn + C * dk, *ec = ke + C * dk, *rows = ec + C;
+                const float *rc = rows + 5 * C;
+                const long t0 = (a->n0 + j) * C, n = a->T - t0 < C ? a->T - t0 : C;
+                const float *dout = a->dO + b * a->dos[0] + t0 * a->dos[1] + h * a->dos[2];
+                const float *ob = a->O ? a->O + b * a->os[0] + t0 * a->os[1] + h * a->os[2] : NULL;
+                for (long i = 0; i < C; i++) { /* dOh = r dO, dr = (output before r) . dO */
+                    float *dh = dOh + i * dv;
+                    if (i >= n) { /* past the end */
+                        memset(dh, 0, sizeof(float) * dv);
+                        tr[i] = 0.0f;
+                        continue;
+                    }
+                    const float *di = dout + i * a->dos[1];
+                    if (!a->r) {
+                        memcpy(dh, di, sizeof(float) * dv);
+                        continue;
+                    }
+                    const float ri = rc[i];
+                    tr[i] = saved[j] ? dot(ob + i * a->os[1], di, dv) / ri : dot(o + i * dv, di, dv);
+                    for (long c = 0; c < dv; c++) dh[c] = ri * di[c];
+                }
+                chunk_bwd(C, dk, dv, qn, kn, a->e ? ke : NULL, dk, a->e ? ec : NULL, w, u, kk, p,
+                          dOh, Dg, tq, tk, Xv, te, &tmp);
+                tail_rows(n, dk, dv, b, h, t0, &a->out, qn, kn, tq, tk, rows, rows + C,
+                          rows + 2 * C, rows + 3 * C, Xv, a->w ? rows + 4 * C : NULL,
+                          a->v + b * a->vs[0] + t0 * a->vs[1] + h * a->vs[2], a->vs[1], te, tr);
             }
         }
     }

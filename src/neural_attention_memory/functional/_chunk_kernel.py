@@ -21,7 +21,7 @@ from torch import Tensor
 
 from . import _cbuild
 
-__all__ = ["ChunkKernel", "Out", "Tail", "build", "get", "make_out", "make_tail"]
+__all__ = ["ChunkKernel", "Grads", "Out", "Raw", "Tail", "build", "get", "make_out", "make_tail"]
 
 SOURCE = Path(__file__).with_name("_chunk_kernel.c")
 FLAGS = _cbuild.BASE_FLAGS
@@ -79,6 +79,45 @@ def make_out(n0: int, r: Tensor | None, O: Tensor) -> Out:
     return Out(H, T, n0, _ptr(r), _ptr(O), (ctypes.c_long * 3)(*O.stride()[:3]))
 
 
+class Grads(ctypes.Structure):
+    """``Grads`` of ``_chunk_kernel.c``: the raw inputs' gradients a block backward writes."""
+
+    _P, _L3 = ctypes.c_void_p, ctypes.c_long * 3
+    _fields_ = [
+        ("dq", _P), ("dk", _P), ("dv", _P), ("qs", _L3), ("ks", _L3), ("dvs", _L3),
+        ("dw", _P), ("de", _P), ("dr", _P), ("gs", _L3),
+    ]  # fmt: skip
+
+
+def _grads(dq, dk, dv, dw, de, dr) -> Grads:
+    for x in (dq, dk, dv):
+        if x.stride(-1) != 1 or x.dtype != torch.float32:
+            raise ValueError("chunk kernel: expected float32 gradients with a unit last stride")
+    gate = next((x for x in (dw, de, dr) if x is not None), None)
+    gs = gate.stride() if gate is not None else (0, 0, 0)
+    for x in (dw, de, dr):
+        if x is not None and (x.stride() != gs or x.dtype != torch.float32):
+            raise ValueError("chunk kernel: gate gradients must share float32 strides")
+    L3 = ctypes.c_long * 3
+    return Grads(
+        *(_ptr(x) for x in (dq, dk, dv)), *(L3(*x.stride()[:3]) for x in (dq, dk, dv)),
+        *(_ptr(x) for x in (dw, de, dr)), L3(*gs),
+    )  # fmt: skip
+
+
+class Raw(ctypes.Structure):
+    """``Raw`` of ``_chunk_kernel.c``: the fused block backward's inputs and gradients."""
+
+    _P, _L3 = ctypes.c_void_p, ctypes.c_long * 3
+    _fields_ = [
+        ("H", ctypes.c_long), ("T", ctypes.c_long), ("n0", ctypes.c_long),
+        ("eps", ctypes.c_float), ("rmin", ctypes.c_float),
+        ("q", _P), ("k", _P), ("v", _P), ("w", _P), ("e", _P), ("r", _P),
+        ("qs", _L3), ("ks", _L3), ("vs", _L3), ("gs", _L3),
+        ("O", _P), ("dO", _P), ("os", _L3), ("dos", _L3), ("out", Grads),
+    ]  # fmt: skip
+
+
 class Tail(ctypes.Structure):
     """``Tail`` of ``_chunk_kernel.c``: where the block backward writes the raw inputs' gradients."""
 
@@ -86,9 +125,7 @@ class Tail(ctypes.Structure):
     _fields_ = [
         ("H", ctypes.c_long), ("T", ctypes.c_long), ("n0", ctypes.c_long),
         ("gq", _P), ("bq", _P), ("gk", _P), ("bk", _P), ("w", _P), ("v", _P), ("vs", _L3),
-        ("dq", _P), ("dk", _P), ("dv", _P), ("qs", _L3), ("ks", _L3), ("dvs", _L3),
-        ("dw", _P), ("de", _P), ("dr", _P), ("gs", _L3),
-        ("O", _P), ("os", _L3), ("rmin", ctypes.c_float),
+        ("out", Grads), ("O", _P), ("os", _L3), ("rmin", ctypes.c_float),
     ]  # fmt: skip
 
 
@@ -101,22 +138,15 @@ def make_tail(n0: int, gq, bq, gk, bk, w, v, dq, dk, dv, dw, de, dr, O=None, rmi
     exceed ``rmin`` then takes the output before the gate as ``O / r`` instead of recomputing
     it. The tensors must outlive the call that uses the tail."""
     _check(gq, bq, gk, bk, w)
-    for x in (v, dq, dk, dv):
-        if x.stride(-1) != 1 or x.dtype != torch.float32:
-            raise ValueError("chunk kernel tail: expected float32 with a unit last stride")
-    gate = next((x for x in (dw, de, dr) if x is not None), None)
-    gs = gate.stride() if gate is not None else (0, 0, 0)
-    for x in (dw, de, dr):
-        if x is not None and (x.stride() != gs or x.dtype != torch.float32):
-            raise ValueError("chunk kernel tail: gate gradients must share float32 strides")
+    if v.stride(-1) != 1 or v.dtype != torch.float32:
+        raise ValueError("chunk kernel tail: expected float32 values with a unit last stride")
     if O is not None and (O.stride(-1) != 1 or O.dtype != torch.float32):
         raise ValueError("chunk kernel tail: expected a float32 output with a unit last stride")
     _, T, H, _ = dq.shape
     L3 = ctypes.c_long * 3
     return Tail(
         H, T, n0, *(_ptr(x) for x in (gq, bq, gk, bk, w, v)), L3(*v.stride()[:3]),
-        *(_ptr(x) for x in (dq, dk, dv)), *(L3(*x.stride()[:3]) for x in (dq, dk, dv)),
-        *(_ptr(x) for x in (dw, de, dr)), L3(*gs),
+        _grads(dq, dk, dv, dw, de, dr),
         _ptr(O), L3(*(O.stride()[:3] if O is not None else (0, 0, 0))), rmin,
     )  # fmt: skip
 
@@ -145,6 +175,9 @@ class ChunkKernel:
         self._fwd_raw = lib.nam_chunk_fwd_raw_f32
         self._fwd_raw.argtypes = [Li] * 8 + [ctypes.c_float] + [P] * 14
         self._fwd_raw.restype = ctypes.c_int
+        self._bwd_raw = lib.nam_chunk_bwd_raw_f32
+        self._bwd_raw.argtypes = [Li] * 5 + [ctypes.POINTER(Raw), P, P]
+        self._bwd_raw.restype = ctypes.c_int
         self._nc = lib.nam_noncausal_fwd_f32
         self._nc.argtypes = [Li] * 5 + [ctypes.c_float] + [P] * 11
         self._nc.restype = ctypes.c_int
@@ -232,6 +265,37 @@ class ChunkKernel:
             *(_ptr(x) for x in (q, k, X, e, r, S0t, dO, D, dq, dk, dv, de, dr)),
             None if tail is None else ctypes.byref(tail),
         )  # fmt: skip
+        return rc == 0
+
+    def backward_raw(self, q, k, v, w, e, r, O, dO, n0: int, L: int, C: int, eps: float,
+                     rmin: float, S0, D, dq, dk, dv, dw, de, dr) -> bool:  # fmt: skip
+        """Gradients of chunks ``n0 : n0 + L`` prepared and recomputed in one call, straight
+        from the caller's float32 CPU tensors (no padding): inputs as in :meth:`forward_raw`,
+        ``O`` the forward's output (or None: the output before the read gate is recomputed;
+        else taken as ``O / r`` in chunks whose read gates all exceed ``rmin``), ``dO`` its
+        gradient `[B, T, H, d_v]` (unit last strides); ``S0`` `[B * H, d_k, d_v]` the
+        transposed state at the block's start, ``D`` (same shape) the gradient w.r.t. the
+        transposed state after the block, updated to the one before it; the raw inputs'
+        gradients are written into ``dq, dk, dv`` `[B, T, H, *]` and ``dw, de, dr``
+        `[B, T, H]` (or None; unit last strides). False when a row is not finite or the sizes
+        do not fit: ``D`` and the gradients are then partly written."""
+        B, T, H, d_k = q.shape
+        d_v = v.shape[-1]
+        if any(x.stride(-1) != 1 for x in (q, k, v, dO) + (() if O is None else (O,))):
+            return False
+        w, e, r = (None if p is None else p.contiguous() for p in (w, e, r))
+        _check(w, e, r, S0, D)
+        if any(x.dtype != torch.float32 for x in (q, k, v, dO)):
+            raise ValueError("chunk kernel: expected float32 inputs")
+        L3 = ctypes.c_long * 3
+        gs = L3(T * H, H, 1)
+        zero = L3(0, 0, 0)
+        raw = Raw(
+            H, T, n0, eps, rmin, *(_ptr(x) for x in (q, k, v, w, e, r)),
+            *(_strides(x) for x in (q, k, v)), gs, _ptr(O), _ptr(dO),
+            zero if O is None else _strides(O), _strides(dO), _grads(dq, dk, dv, dw, de, dr),
+        )  # fmt: skip
+        rc = self._bwd_raw(B, L, C, d_k, d_v, ctypes.byref(raw), _ptr(S0), _ptr(D))
         return rc == 0
 
     @staticmethod

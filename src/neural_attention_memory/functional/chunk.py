@@ -37,8 +37,10 @@ temporaries in cache and ``U`` solved directly by substitution, ``A^{-1} (diag(w
 S^T)`` (half the columns of ``A^{-1} X``); the PyTorch block ops below are their
 twins (:func:`_block_grads_torch`; tested equal). For float32 blocks with no padding the forward
 is one C call with the preparation fused in (``nam_chunk_fwd_raw_f32``: chunk by chunk from the
-caller's tensors, the read gate folded into the query, outputs into place); a block it declines
-(a non-finite value) is redone on the prepared-block path. Any other block
+caller's tensors, the read gate folded into the query, outputs into place), and so is the
+backward when no sequence holds a non-finite write (``nam_chunk_bwd_raw_f32``: ``dO`` and the
+saved output read in place, the raw inputs' gradients written into place); a block either
+declines (a non-finite value) is redone on the prepared-block path. Any other block
 (padding, non-finite values, or any non-CPU device, where the host read would be a sync) takes
 the sanitising path below; all of them agree to rounding (tested).
 
@@ -73,6 +75,8 @@ _BLOCK_ROWS = 4096
 # Whether the forward takes the fused C preparation + forward (nam_chunk_fwd_raw_f32) where it
 # applies; the tests turn it off to compare it with the prepared-block path.
 _FUSED_FORWARD = True
+# The same for the backward (nam_chunk_bwd_raw_f32) against the prepared-block backward.
+_FUSED_BACKWARD = True
 
 
 def _unit_lower_inverse(E: Tensor) -> Tensor:
@@ -636,10 +640,28 @@ def _backward(ctx, dO, dS_last):
         # contiguous gradients: the kernel's tail writes them straight
         dq, dk, dv = (torch.empty(x.shape, dtype=x.dtype) for x in (q, k, v))
         dw, de, dr = (None if p is None else torch.empty(p.shape, dtype=p.dtype) for p in (w, e, r))
+    # The fused C preparation + backward takes float32 blocks with no padding straight from
+    # the inputs and dO (unit last strides) when no sequence holds a non-finite write.
+    raw = (
+        _FUSED_BACKWARD
+        and kern is not None
+        and fast
+        and not any_poison
+        and dO is not None
+        and kern.supports(q, k, v, w, e, r, dO)
+        and dO.stride(-1) == 1
+    )
+    o_raw = O if O.dtype == torch.float32 and O.stride(-1) == 1 else None
     starts = list(range(0, N, L))
     for b in reversed(range(len(starts))):
         n0 = starts[b]
         n1 = min(N, n0 + L)
+        if raw and not _Block._has_padding(bufs, ins[6], n0, n1, C):
+            D0 = D.clone()  # (a declined block has written part of D)
+            if kern.backward_raw(q, k, v_raw, w, e, r, o_raw, dO, n0, n1 - n0, C, _EPS, _R_MIN,
+                                 Sb[b], D, dq, dk, dv, dw, de, dr):  # fmt: skip
+                continue
+            D.copy_(D0)
         x = _Block(bufs, ins, n0, n1, C, G, fast)
         if kern is not None:
             tail = None
