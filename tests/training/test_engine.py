@@ -272,6 +272,31 @@ def test_best_checkpoint_from_an_earlier_session_survives_resume(tmp_path):
     assert last["val"]["loss"] == pytest.approx(losses[-1], rel=1e-6)
 
 
+def test_best_checkpoint_survives_resume_of_a_moved_run_folder(tmp_path):
+    # Regression: Lightning forgets the best score when the checkpoint's folder moved, so the
+    # first resumed epoch overwrote best.ckpt although epoch 0 stays the selected one.
+    import shutil
+    import warnings
+
+    worst = make_spec("toy_maxloss_moved")
+    worst.selection_metric, worst.selection_mode = "val/loss", "max"  # epoch 0 stays the best
+    fit(worst, resolve_config(worst, "quick", ["trainer.max_epochs=1"]), tmp_path / "r")
+    shutil.copytree(tmp_path / "r", tmp_path / "copy")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*dirpath has changed.*")
+        res = fit(worst, resolve_config(worst, "quick", []), tmp_path / "copy", resume=True)
+    assert res["selected_epoch"] == 0 and res["epochs_completed"] == 3
+    best = torch.load(tmp_path / "copy" / "checkpoints" / "best.ckpt", weights_only=False)
+    assert best["epoch"] == 0
+    losses = [e["val/loss"] for e in res["history"]]
+    again = evaluate(tmp_path / "copy", spec=worst, splits=["val"])
+    assert again["val"]["loss"] == pytest.approx(losses[0], rel=1e-6)
+    # checkpoints written after the resume name only the copy's folder
+    last = torch.load(tmp_path / "copy" / "checkpoints" / "last.ckpt", weights_only=False)
+    (cb,) = [v for k, v in last["callbacks"].items() if "best" in str(v.get("best_model_path"))]
+    assert str(tmp_path / "r") not in str(cb) and str(tmp_path / "copy") in cb["dirpath"]
+
+
 def test_last_checkpoint_is_written_every_epoch_even_without_improvement(tmp_path):
     # Regression: with Lightning's save_last, last.ckpt was only written on epochs that improved
     # the selection metric, so resuming silently restarted from the last improving epoch.

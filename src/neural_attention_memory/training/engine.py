@@ -234,6 +234,37 @@ def _build_model(spec: TaskSpec, config: Mapping[str, Any]) -> torch.nn.Module:
         raise ConfigError(f"model: {err}") from None
 
 
+class _BestCheckpoint(ModelCheckpoint):
+    """``best.ckpt`` that keeps its score when the run folder was moved or copied.
+
+    Lightning's :class:`ModelCheckpoint` drops the best score it saved when the checkpoint's
+    ``dirpath`` differs from the current one, so after resuming a moved run folder the first new
+    epoch overwrote ``best.ckpt`` even when an earlier epoch stays the selected one
+    (``results.json`` and ``best.ckpt`` would then disagree). The files live in the run folder, so
+    the saved paths are mapped into this folder instead.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old is not None and self.dirpath is not None and old != self.dirpath:
+            here = Path(self.dirpath)
+
+            def moved(path: Any) -> Any:
+                return str(here / Path(path).name) if path else path
+
+            state_dict = {
+                **state_dict,
+                "dirpath": self.dirpath,
+                "best_model_path": moved(state_dict.get("best_model_path")),
+                "kth_best_model_path": moved(state_dict.get("kth_best_model_path")),
+                "last_model_path": moved(state_dict.get("last_model_path")),
+                "best_k_models": {
+                    moved(k): v for k, v in (state_dict.get("best_k_models") or {}).items()
+                },
+            }
+        super().load_state_dict(state_dict)
+
+
 class _LastCheckpointThenResults(Checkpoint):
     """Saves ``last.ckpt``, then writes ``results.json``, at the end of every epoch.
 
@@ -306,7 +337,7 @@ def _fit_in_folder(
 
     from .budget import CPUTimeBudget
 
-    ckpt_cb = ModelCheckpoint(
+    ckpt_cb = _BestCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best",
         monitor=spec.selection_metric,
