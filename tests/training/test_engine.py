@@ -383,3 +383,32 @@ def test_the_model_is_built_once_per_run(tmp_path):
     ref = fit(toy, cfg, tmp_path / "ref")
     assert res["history"][0]["val/acc"] == ref["history"][0]["val/acc"]
     assert res["history"][0]["train/loss"] == ref["history"][0]["train/loss"]
+
+
+def test_training_flushes_denormals_and_restores_the_mode(tmp_path):
+    from neural_attention_memory.training.engine import denormals_flushed, flush_denormals
+
+    assert not denormals_flushed()
+    with flush_denormals():
+        assert denormals_flushed()
+        with flush_denormals():
+            assert denormals_flushed()
+        assert denormals_flushed()  # the inner block does not switch it off
+    assert not denormals_flushed()
+    with flush_denormals(False):
+        assert not denormals_flushed()
+
+    toy = make_spec("toy_denormal")
+    compute, seen = toy.compute, []
+
+    def recording(model, batch):
+        seen.append(denormals_flushed())
+        return compute(model, batch)
+
+    toy.compute = recording
+    fit(toy, resolve_config(toy, "quick", ["trainer.max_epochs=1"]), tmp_path / "a")
+    assert seen and all(seen) and not denormals_flushed()
+    seen.clear()
+    off = ["trainer.max_epochs=1", "trainer.flush_denormal=false"]
+    fit(toy, resolve_config(toy, "quick", off), tmp_path / "b")
+    assert seen and not any(seen)

@@ -71,6 +71,9 @@ ENGINE_DEFAULTS: dict[str, Any] = {
         "log_every_n_steps": 50,
         "progress_bar": True,
         "deterministic": False,
+        # Treat subnormal floats as zero on the CPU while training: trained gates that decay
+        # towards zero made LSAM's steps 4x slower through subnormal arithmetic.
+        "flush_denormal": True,
     },
 }
 

@@ -356,6 +356,8 @@ class TrainerConfig:
     log_every_n_steps: int = num(50, ge=1)
     progress_bar: bool = True
     deterministic: bool = False
+    # Subnormal floats count as zero on the CPU while training (see docs/training.md).
+    flush_denormal: bool = True
 
 
 @dataclasses.dataclass
