@@ -297,6 +297,16 @@ def test_best_checkpoint_survives_resume_of_a_moved_run_folder(tmp_path):
     assert str(tmp_path / "r") not in str(cb) and str(tmp_path / "copy") in cb["dirpath"]
 
 
+def test_best_checkpoint_state_loads_from_checkpoints_of_lightnings_own_class(tmp_path):
+    # Runs written while the engine used Lightning's ModelCheckpoint must keep their best score.
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from neural_attention_memory.training.engine import _BestCheckpoint
+
+    kw = {"dirpath": tmp_path, "filename": "best", "monitor": "val/acc", "mode": "max"}
+    assert _BestCheckpoint(**kw).state_key == ModelCheckpoint(**kw).state_key
+
+
 def test_last_checkpoint_is_written_every_epoch_even_without_improvement(tmp_path):
     # Regression: with Lightning's save_last, last.ckpt was only written on epochs that improved
     # the selection metric, so resuming silently restarted from the last improving epoch.

@@ -268,6 +268,11 @@ class _BestCheckpoint(ModelCheckpoint):
     the saved paths are mapped into this folder instead.
     """
 
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        # Lightning keys a callback's saved state by its class name: keep ModelCheckpoint's, so
+        # checkpoints written before this class existed still restore the best score.
+        return f"ModelCheckpoint{kwargs!r}"
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old = state_dict.get("dirpath")
         if old is not None and self.dirpath is not None and old != self.dirpath:
