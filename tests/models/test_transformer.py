@@ -220,3 +220,23 @@ def test_causal_encoder_step_and_split_equal_one_pass(attention: str, positional
         outs.append(o)
     torch.testing.assert_close(torch.stack(outs, 1), full)
     assert torch.equal(s.position, state.position) and int(state.position[0]) == 11
+
+
+def test_embed_std_sets_the_initial_scale_of_embeddings_positions_and_cls() -> None:
+    # The default keeps the weights drawn before the option existed (same draws, same scale).
+    torch.manual_seed(0)
+    ref = SequenceClassifier(_cfg("nam", vocab_size=50, max_len=400), 3)
+    torch.manual_seed(0)
+    same = SequenceClassifier(_cfg("nam", vocab_size=50, max_len=400, embed_std=0.02), 3)
+    for a, b in zip(ref.parameters(), same.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.manual_seed(0)
+    wide = SequenceClassifier(_cfg("nam", vocab_size=50, max_len=400, embed_std=1.0), 3)
+    enc = wide.encoder
+    assert enc.embed is not None and torch.count_nonzero(enc.embed.weight[0]) == 0  # padding row
+    for tensor in (enc.embed.weight[1:], enc.pos):
+        assert 0.9 < float(tensor.std()) < 1.1
+    torch.testing.assert_close(wide.cls, ref.cls / 0.02)
+    for bad in (0.0, -1.0, float("inf"), float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="embed_std: expected a positive finite float"):
+            TransformerConfig(embed_std=bad)

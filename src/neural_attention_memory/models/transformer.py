@@ -78,6 +78,10 @@ class TransformerConfig:
             kernels have no weight matrix to drop from).
         activation: ``"gelu"`` or ``"relu"`` in the MLP.
         padding_idx: token id used for padding (its embedding row stays zero), or None.
+        embed_std: standard deviation of the initial token embeddings, learned positions and
+            CLS vector, i.e. the scale the residual stream starts at (0.02, GPT-2's; the LRA
+            reference code initialises token embeddings at 1.0). NAM attention has no
+            normaliser, so its output's size relative to this stream depends on it.
     """
 
     d_model: int = 64
@@ -95,6 +99,7 @@ class TransformerConfig:
     causal: bool = False
     gates: tuple[str, ...] = ()
     chunk_size: int = 64
+    embed_std: float = 0.02
 
     def __post_init__(self) -> None:
         for name in ("d_model", "num_layers", "num_heads", "d_ff", "max_len", "chunk_size"):
@@ -123,6 +128,9 @@ class TransformerConfig:
             )
         if self.positional not in POSITIONS:
             raise ValueError(f"positional: expected one of {POSITIONS}, got {self.positional!r}")
+        std = self.embed_std
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 < std < math.inf:
+            raise ValueError(f"embed_std: expected a positive finite float, got {std!r}")
         if self.activation not in ("gelu", "relu"):
             raise ValueError(f"activation: expected 'gelu' or 'relu', got {self.activation!r}")
         for name in ("dropout", "attn_dropout"):
@@ -254,12 +262,12 @@ class TransformerEncoder(nn.Module):
         self.embed = None
         if config.vocab_size is not None:
             self.embed = nn.Embedding(config.vocab_size, D, padding_idx=config.padding_idx)
-            nn.init.normal_(self.embed.weight, std=0.02)
+            nn.init.normal_(self.embed.weight, std=config.embed_std)
             if config.padding_idx is not None:
                 with torch.no_grad():
                     self.embed.weight[config.padding_idx].zero_()
         if config.positional == "learned":
-            self.pos = nn.Parameter(torch.randn(config.max_len, D) * 0.02)
+            self.pos = nn.Parameter(torch.randn(config.max_len, D) * config.embed_std)
         elif config.positional == "sinusoidal":
             self.register_buffer("pos", sinusoidal_positions(config.max_len, D), persistent=False)
         else:
@@ -422,7 +430,7 @@ class SequenceClassifier(nn.Module):
         self.pooling = pooling
         self.num_classes = num_classes
         if pooling == "cls":
-            self.cls = nn.Parameter(torch.randn(config.d_model) * 0.02)
+            self.cls = nn.Parameter(torch.randn(config.d_model) * config.embed_std)
         self.head = _mlp_head(config.d_model, head_hidden or config.d_ff, num_classes)
 
     def encode(self, tokens: Tensor, padding_mask: Tensor | None = None) -> Tensor:
