@@ -223,7 +223,7 @@ def test_causal_encoder_step_and_split_equal_one_pass(attention: str, positional
 
 
 def test_embed_std_sets_the_initial_scale_of_embeddings_positions_and_cls() -> None:
-    # The default keeps the weights drawn before the option existed (same draws, same scale).
+    # The default is the 0.02 the encoder always used: the same draws give the same weights.
     torch.manual_seed(0)
     ref = SequenceClassifier(_cfg("nam", vocab_size=50, max_len=400), 3)
     torch.manual_seed(0)
