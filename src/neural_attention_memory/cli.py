@@ -109,7 +109,12 @@ def _default_run_dir(runs_root: Path, task: str, model: str, preset: str) -> Pat
 def train(
     task: str = typer.Argument(None, help="Task name (omit with --resume)."),
     model: str = typer.Option(None, "--model", "-m", help="Model name (one of the task's models)."),
-    preset: str = typer.Option(None, "--preset", "-p", help="Preset: quick (default) or paper."),
+    preset: str = typer.Option(
+        None,
+        "--preset",
+        "-p",
+        help="Preset (default quick); `nam reproduce FAMILY --help` lists them.",
+    ),
     overrides: list[str] = typer.Option(
         [], "--set", "-s", help="Config override KEY=VALUE (repeatable), e.g. optim.lr=1e-3."
     ),
