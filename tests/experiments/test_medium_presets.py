@@ -105,6 +105,24 @@ def test_medium_bars_compare_nam_tm_with_every_baseline() -> None:
     assert "at OD-hard on palin: not run" in lines
 
 
+def test_medium_bars_judge_the_fib_transformer_on_its_best_id_epoch() -> None:
+    # OD-easy at 0 throughout: the paper's selection picks an early epoch, while the bar asks
+    # whether the Transformer fits fib at all, so its best ID epoch decides and both are shown.
+    tf = _res("fib", "transformer", id=0.0, od_hard=0.0)
+    tf["history"] = [
+        {"epoch": 0, "id/seq_acc": 0.0},
+        {"epoch": 1, "id/seq_acc": 0.93},
+        {"epoch": 2, "id/seq_acc": 0.93},
+    ]
+    lines = "\n".join(medium_bars([tf]))
+    assert "TF >= 90% ID on fib (best epoch, 1): 93.0%; at the selected epoch" in lines
+    assert "(best OD-easy): 0.0% — met" in lines
+    tf["history"][1]["id/seq_acc"] = tf["history"][2]["id/seq_acc"] = 0.5
+    assert "(best epoch, 1): 50.0%; at the selected epoch (best OD-easy): 0.0% — MISSED" in (
+        "\n".join(medium_bars([tf]))
+    )
+
+
 def test_medium_lra_runs_the_generated_tasks_at_lra_lengths() -> None:
     from neural_attention_memory.experiments.lra import presets as lra_presets
 
