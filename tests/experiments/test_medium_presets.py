@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from neural_attention_memory.experiments import generalization as gen
@@ -47,6 +49,24 @@ def test_medium_epochs_fit_the_cpu_budget_of_every_grid_model(task: str) -> None
         assert epochs * cost <= presets.MEDIUM_BUDGET_S < 30 * 60, (task, model)
         # The budget is used: one more epoch would not fit (unless capped).
         assert epochs == presets.MEDIUM_MAX_EPOCHS or (epochs + 1) * cost > presets.MEDIUM_BUDGET_S
+
+
+def test_the_documented_epoch_table_is_the_presets() -> None:
+    # docs/generalization.md states the epochs of every medium run; it must not drift from
+    # presets.medium_epochs when a cost is re-measured.
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "generalization.md").read_text()
+    lines = doc[doc.index("Epochs per run (`presets.medium_epochs`") :].splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("| task |"))
+    cols = {"TF": "transformer", "UT": "ut", "LSTM": "lstm", "DNC": "dnc", "LSAM": "lsam",
+            "NAM-TM": "nam-tm", "no jump": "nam-tm-nojump", "NAM-TM 2023": "nam-tm-2023"}  # fmt: skip
+    models = [cols[c.strip()] for c in lines[head].strip("|").split("|")[1:]]
+    rows = {}
+    for line in lines[head + 2 : head + 6]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].lower()] = dict(zip(models, map(int, cells[1:]), strict=True))
+    assert set(rows) == set(presets.MEDIUM_GRID)
+    for task, row in rows.items():
+        assert row == {m: presets.medium_epochs(task, m) for m in models}, task
 
 
 def test_medium_epochs_fall_back_for_tasks_without_a_measured_cost() -> None:
