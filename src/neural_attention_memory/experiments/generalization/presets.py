@@ -127,8 +127,8 @@ def quick(task: str) -> dict[str, Any]:
 # measured / estimated ratio on the tasks where it ran (UT 0.70, DNC 0.585, LSAM 0.62, NAM-TM 2023
 # 0.76); NAM-TM's SCAN cost and NAM-TM without jumps keep the estimate (no current run; their
 # ratios differ too much by task to scale). fib UT and DNC: their first medium runs (2026-12-02),
-# 90 and 308 s against the scaled estimates of 61 and 183. The estimates alone over-stated most costs by
-# 1.3-2.8x, which left models training 9-18 of their 25 minutes.
+# 90 and 308 s against the scaled estimates of 61 and 183. The estimates alone over-stated most
+# costs by 1.3-2.8x, which left models training 9-18 of their 25 minutes.
 MEDIUM_EPOCH_CPU_S: dict[str, dict[str, float]] = {
     "scan": {"transformer": 99, "ut": 63, "lstm": 63, "dnc": 280, "lsam": 103,
              "nam-tm": 149, "nam-tm-nojump": 111, "nam-tm-2023": 81},

@@ -82,13 +82,16 @@ def _params_and_time(results: Sequence[Mapping[str, Any]]) -> str:
     return markdown_table(headers, rows, align=align)
 
 
+def _run(results: Sequence[Mapping[str, Any]], task: str, model: str) -> Mapping[str, Any] | None:
+    """The results of ``model`` on ``task``, or None."""
+    return next((r for r in results if r.get("task") == task and r.get("model") == model), None)
+
+
 def _acc(
     results: Sequence[Mapping[str, Any]], task: str, model: str, split: str = "od_hard"
 ) -> float | None:
-    for r in results:
-        if r.get("task") == task and r.get("model") == model:
-            return r.get("splits", {}).get(split, {}).get("seq_acc")
-    return None
+    r = _run(results, task, model)
+    return None if r is None else r.get("splits", {}).get(split, {}).get("seq_acc")
 
 
 def _best_epoch(
@@ -96,15 +99,13 @@ def _best_epoch(
 ) -> tuple[int, float] | None:
     """``(epoch, seq_acc)`` of the epoch with the highest ``split`` sequence accuracy (the first
     such epoch), from the run's history; None without a history."""
-    for r in results:
-        if r.get("task") == task and r.get("model") == model:
-            hist = [
-                (int(h["epoch"]), float(h[f"{split}/seq_acc"]))
-                for h in r.get("history") or []
-                if h.get(f"{split}/seq_acc") is not None
-            ]
-            return max(hist, key=lambda eh: (eh[1], -eh[0])) if hist else None
-    return None
+    r = _run(results, task, model)
+    hist = [
+        (int(h["epoch"]), float(h[f"{split}/seq_acc"]))
+        for h in (r or {}).get("history") or []
+        if h.get(f"{split}/seq_acc") is not None
+    ]
+    return max(hist, key=lambda eh: (eh[1], -eh[0])) if hist else None
 
 
 # The paper's baselines (Table 2's columns that are not NAM-TM).
