@@ -244,3 +244,14 @@ def test_one_token_validator_for_every_tagger() -> None:
     from neural_attention_memory.models.baselines import _common
 
     assert _common.check_tokens is _checks.check_tokens is sequence.check_tokens
+
+
+def test_transformer_tagger_embed_std_reaches_the_encoder() -> None:
+    torch.manual_seed(0)
+    small = build_tagger("transformer", 41, 41, **TINY["transformer"])
+    big = build_tagger("transformer", 41, 41, embed_std=1.0, **TINY["transformer"])
+    s_small = small.encoder.embed.weight[1:].std().item()
+    s_big = big.encoder.embed.weight[1:].std().item()
+    assert 0.01 < s_small < 0.04 and 0.7 < s_big < 1.3
+    with pytest.raises(ValueError, match="embed_std"):
+        build_tagger("transformer", 41, 41, embed_std=0.0, **TINY["transformer"])

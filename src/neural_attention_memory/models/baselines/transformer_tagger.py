@@ -32,6 +32,9 @@ class TransformerTaggerConfig:
     attention: str = "softmax"
     positional: str = "learned"
     max_len: int = 512
+    #: std of the initial token embeddings (and learned positions); 0.02 as in BERT. Next to fixed
+    #: sinusoidal positions (amplitude 1), 0.02 leaves the token a small part of the input.
+    embed_std: float = 0.02
 
 
 class TransformerTagger(nn.Module):
@@ -53,6 +56,7 @@ class TransformerTagger(nn.Module):
                 max_len=config.max_len,
                 positional=config.positional,
                 dropout=config.dropout,
+                embed_std=config.embed_std,
                 padding_idx=0,
             )
         )
