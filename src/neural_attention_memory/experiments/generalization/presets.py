@@ -135,9 +135,9 @@ MEDIUM_EPOCH_CPU_S: dict[str, dict[str, float]] = {
              "nam-tm": 72, "nam-tm-nojump": 59, "nam-tm-2023": 77},
     "fib": {"transformer": 110, "ut": 90, "lstm": 84, "dnc": 308, "lsam": 116,
             "nam-tm": 73, "nam-tm-nojump": 58, "nam-tm-2023": 58},
-    "reduce": {"transformer": 79, "ut": 52, "lstm": 53, "dnc": 127, "lsam": 123,
+    "reduce": {"transformer": 79, "ut": 52, "lstm": 53, "dnc": 179, "lsam": 123,
                "nam-tm": 44, "nam-tm-nojump": 35, "nam-tm-2023": 38},
-    "palin": {"transformer": 78, "ut": 52, "lstm": 53, "dnc": 124, "lsam": 97,
+    "palin": {"transformer": 78, "ut": 52, "lstm": 53, "dnc": 180, "lsam": 97,
               "nam-tm": 46, "nam-tm-nojump": 37, "nam-tm-2023": 40},
 }  # fmt: skip
 #: CPU budget of one medium run's epochs (seconds of one thread): 25 minutes, leaving headroom
