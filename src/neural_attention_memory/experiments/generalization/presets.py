@@ -120,14 +120,12 @@ def quick(task: str) -> dict[str, Any]:
 
 
 # Process CPU seconds of one medium epoch (training + evaluation, one thread, batch 32) per task and
-# model. Where a medium run of the current code exists, its own cost: `cpu_time_s / epochs` of
-# that run's results.json (runs of 2026-12-01/02 on the shared 2-core machine at a load of 2-4;
+# model: a medium run's own cost, `cpu_time_s / epochs` of its results.json (runs of 2026-12-01/02 on the shared 2-core machine at a load of 2-4;
 # they include data loading, logging and checkpoints). The memory models (DNC, LSAM, the NAM-TMs)
 # take the first run with `trainer.flush_denormal` (2026-12-02) where one exists: their earlier
 # runs spent much of their later epochs on subnormal floats, and the fib NAM-TM 2022 / 2023 costs
 # come from their constant-lr fib runs (same model and data; the lr does not change the cost).
-# Every cell is now measured (the first table's estimates are gone; LSAM on reduce and palin is
-# still a pre-flag cost, an upper bound). A cell is not re-measured by later runs of the same
+# LSAM on reduce and palin is still a pre-flag cost (an upper bound). A cell is not re-measured by later runs of the same
 # configuration (the machine's noise is +-10-15%: fib Transformer 110 and 121 s), so the table
 # does not chase it.
 MEDIUM_EPOCH_CPU_S: dict[str, dict[str, float]] = {
