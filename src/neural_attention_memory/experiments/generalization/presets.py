@@ -120,14 +120,14 @@ def quick(task: str) -> dict[str, Any]:
 
 
 # Process CPU seconds of one medium epoch (training + evaluation, one thread, batch 32) per task and
-# model: a medium run's own cost, `cpu_time_s / epochs` of its results.json (runs of 2026-12-01/02 on the shared 2-core machine at a load of 2-4;
-# they include data loading, logging and checkpoints). The memory models (DNC, LSAM, the NAM-TMs)
-# take the first run with `trainer.flush_denormal` (2026-12-02) where one exists: their earlier
-# runs spent much of their later epochs on subnormal floats, and the fib NAM-TM 2022 / 2023 costs
-# come from their constant-lr fib runs (same model and data; the lr does not change the cost).
-# LSAM on reduce and palin is still a pre-flag cost (an upper bound). A cell is not re-measured by later runs of the same
-# configuration (the machine's noise is +-10-15%: fib Transformer 110 and 121 s), so the table
-# does not chase it.
+# model: a medium run's own cost, `cpu_time_s / epochs` of its results.json (runs of 2026-12-01/02
+# on the shared 2-core machine at a load of 2-4; data loading, logging and checkpoints included).
+# The memory models (DNC, LSAM, the NAM-TMs) take their first run with `trainer.flush_denormal`
+# (2026-12-02) where one exists: their earlier runs spent much of their later epochs on subnormal
+# floats; the fib NAM-TM 2022 / 2023 costs come from their constant-lr fib runs (same model and
+# data; the lr does not change the cost). LSAM on reduce and palin is still a pre-flag cost (an
+# upper bound). A cell is not re-measured by later runs of the same configuration (the machine's
+# noise is +-10-15%: fib Transformer 110 and 121 s), so the table does not chase it.
 MEDIUM_EPOCH_CPU_S: dict[str, dict[str, float]] = {
     "scan": {"transformer": 99, "ut": 73, "lstm": 63, "dnc": 353, "lsam": 92,
              "nam-tm": 72, "nam-tm-nojump": 59, "nam-tm-2023": 77},
