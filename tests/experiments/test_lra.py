@@ -224,3 +224,71 @@ def test_paper_presets_build_identical_sized_models(task: str) -> None:
         enc = net.tower.encoder if task == "lra-retrieval" else net.encoder
         assert enc.config.num_layers == get_task(task).presets["paper"]["model"]["num_layers"]
     assert len(counts) == 1  # only the attention kernel differs
+
+
+WARMUP = ["data.warmup.epochs=2", "data.warmup.min_length=10", "data.warmup.max_length=30"]
+
+
+def test_listops_warmup_trains_short_expressions_first_and_keeps_eval_splits(tmp_path) -> None:
+    """data.warmup: the first epochs see only the short expressions, later ones only the full set;
+    validation and test are the full-length splits with or without a warm-up."""
+    extra = ["data.min_length=60", "data.max_length=90", "trainer.max_epochs=3"]
+    cfg = _cfg(
+        "lra-listops",
+        "nam-transformer",
+        tmp_path,
+        [*TINY_LISTOPS, *extra, *WARMUP, "data.warmup.train=24"],
+    )
+    plain = _cfg("lra-listops", "nam-transformer", tmp_path, [*TINY_LISTOPS, *extra])
+    spec = get_task("lra-listops")
+    ds, ds_plain = spec.build_datasets(cfg, 0), spec.build_datasets(plain, 0)
+    train = ds["train"]
+    assert train.warmup_count == 24 and len(train) == 24 + 16
+    assert all(10 <= len(s) <= 30 for s in train.sequences[:24])
+    assert all(60 <= len(s) <= 90 for s in train.sequences[24:])
+    for split in ("val", "test"):
+        assert [s.tolist() for s in ds[split].sequences] == [
+            s.tolist() for s in ds_plain[split].sequences
+        ]
+    sched = lra.train_schedule(cfg, train)
+    assert list(sched.indices(1)) == list(range(24)) and list(sched.indices(2)) == list(
+        range(24, 40)
+    )
+    res = fit(spec, cfg, tmp_path / "run")
+    hist = json.loads((tmp_path / "run" / "results.json").read_text())["history"]
+    assert [(h["train_lengths"], h["train_samples"]) for h in hist] == [
+        ("10-30", 24),
+        ("10-30", 24),
+        ("60-90", 16),
+    ]
+    assert res is not None
+
+
+@pytest.mark.parametrize(
+    ("task", "over", "needle"),
+    [
+        ("lra-listops", ["data.warmup.epochs=0"], "data.warmup.epochs: expected an integer >= 1"),
+        ("lra-listops", ["data.warmup.max_length=3000"], "expected <= data.max_length (300)"),
+        (
+            "lra-listops",
+            ["data.warmup.min_length=200", "data.warmup.max_length=100"],
+            "data.warmup.min_length: expected <= data.warmup.max_length (100), got 200",
+        ),
+        ("lra-pathfinder32", ["data.warmup.epochs=1"], "applies to lra-listops only"),
+    ],
+)
+def test_listops_warmup_bad_config_names_the_key(task, over, needle) -> None:
+    from neural_attention_memory.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        resolve_config(get_task(task), "quick", over)
+
+
+def test_listops_warmup_defaults_fill_the_config() -> None:
+    cfg = resolve_config(get_task("lra-listops"), "medium", ["data.warmup.epochs=6"])
+    assert cfg["data"]["warmup"] == {
+        "epochs": 6,
+        "min_length": 50,
+        "max_length": 300,
+        "train": 3000,
+    }

@@ -22,7 +22,7 @@ from ...training.config import check_names
 from ...training.spec import TaskSpec
 from .. import reproducer
 from ..registry import register_reproducer, register_task
-from .data import build_datasets, data_available
+from .data import build_datasets, data_available, train_schedule
 from .models import MODEL_DESCRIPTIONS, MODELS, build_model
 from .paper import LRA_ORIGINAL, MODEL_LABELS, PAPER_TABLE1, TASK_LABELS, TASKS
 from .presets import GRIDS, PRESETS
@@ -48,6 +48,7 @@ __all__ = [
     "make_spec",
     "reproduce",
     "step_time_ms",
+    "train_schedule",
 ]
 
 _DESCRIPTIONS = {
@@ -74,6 +75,7 @@ def make_spec(task: str) -> TaskSpec:
         selection_metric="val/acc",
         selection_mode="max",
         schema=LRAConfig,
+        train_schedule=train_schedule,
         description=f"Long Range Arena — {_DESCRIPTIONS[task]}",
     )
 

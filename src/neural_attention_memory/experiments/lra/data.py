@@ -32,9 +32,11 @@ from ...tasks.lra import (
     read_listops_tsv,
     read_pathfinder_release,
 )
+from ...training.config import ConfigError
+from ...training.spec import TrainSchedule
 from .paper import TASKS
 
-__all__ = ["build_datasets", "data_available"]
+__all__ = ["WarmupTrainSet", "build_datasets", "data_available", "train_schedule"]
 
 
 def _root(data: Mapping[str, Any]) -> Path:
@@ -57,7 +59,39 @@ def _limit(seqs: list, labels: np.ndarray, limit: int | None) -> tuple[list, np.
     return seqs[:limit], labels[:limit]
 
 
+class WarmupTrainSet(TokenDataset):
+    """ListOps training set with a short-expression warm-up: the first ``warmup_count`` examples
+    are the warm-up expressions, the rest the full-length training set (see :func:`train_schedule`)."""
+
+    def __init__(self, warmup: TokenDataset, train: TokenDataset) -> None:
+        super().__init__(
+            warmup.sequences + train.sequences, np.concatenate([warmup.labels, train.labels])
+        )
+        self.warmup_count = len(warmup)
+
+
+def _warmup(data: Mapping[str, Any], seed: int) -> TokenDataset:
+    """The ``data.warmup`` expressions: generated, cached, their own seed stream (split "warmup")."""
+    w = data["warmup"]
+    cfg = ListOpsConfig(
+        min_length=int(w["min_length"]),
+        max_length=int(w["max_length"]),
+        max_depth=int(data.get("max_depth") or 10),
+        max_args=int(data.get("max_args") or 10),
+    )
+    return listops_splits(cfg, {"warmup": int(w["train"])}, seed + 7919, data.get("cache_root"))[
+        "warmup"
+    ]
+
+
 def _listops(data: Mapping[str, Any], seed: int) -> dict[str, Dataset]:
+    out = _listops_full(data, seed)
+    if data.get("warmup"):
+        out["train"] = WarmupTrainSet(_warmup(data, seed), out["train"])
+    return out
+
+
+def _listops_full(data: Mapping[str, Any], seed: int) -> dict[str, Dataset]:
     if data.get("release"):
         folder = Path(data["release"]) / "listops-1000"
         out = {}
@@ -160,6 +194,38 @@ def build_datasets(config: Mapping[str, Any], seed: int) -> dict[str, Dataset]:
     if task not in _BUILDERS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
     return _BUILDERS[task](config.get("data", {}), seed)
+
+
+def train_schedule(config: Mapping[str, Any], train: Dataset) -> TrainSchedule | None:
+    """The ListOps warm-up of ``config["data"]["warmup"]`` (``None``: no warm-up).
+
+    Epochs ``0 .. warmup.epochs - 1`` train on the short warm-up expressions only, every later
+    epoch on the full-length training set only; validation and test are the full-length splits
+    throughout. Each epoch's history entry records ``train_lengths`` and ``train_samples``.
+    """
+    warmup = (config.get("data") or {}).get("warmup")
+    if not warmup:
+        return None
+    if not isinstance(train, WarmupTrainSet):
+        raise ConfigError(
+            f"data.warmup: a short-expression warm-up applies to lra-listops only, "
+            f"got it for task {config.get('task')!r}"
+        )
+    epochs, n_warm, n = int(warmup["epochs"]), train.warmup_count, len(train)
+    data = config["data"]
+    short = f"{warmup['min_length']}-{warmup['max_length']}"
+    full = f"{data.get('min_length')}-{data.get('max_length')}"
+
+    def indices(epoch: int) -> range:
+        return range(n_warm) if epoch < epochs else range(n_warm, n)
+
+    def describe(epoch: int) -> dict[str, Any]:
+        return {
+            "train_lengths": short if epoch < epochs else full,
+            "train_samples": len(indices(epoch)),
+        }
+
+    return TrainSchedule(indices=indices, describe=describe)
 
 
 def data_available(task: str, data: Mapping[str, Any] | None = None) -> bool:

@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from ...training.schema import RunConfig, num
+from ...training.config import ConfigError
+from ...training.schema import RunConfig, addable, num
 
 __all__ = ["LRAConfig"]
+
+
+@dataclasses.dataclass
+class ListOpsWarmup:
+    """``data.warmup`` (ListOps only): the first ``epochs`` epochs train on ``train`` generated
+    expressions of ``min_length``-``max_length`` tokens instead of the full-length training set;
+    validation and test never change. See :func:`.data.train_schedule`."""
+
+    epochs: int = num(1, ge=1, doc="warm-up epochs (counted in trainer.max_epochs)")
+    min_length: int = num(50, ge=1)
+    max_length: int = num(300, ge=1)
+    train: int = num(3_000, ge=1, doc="warm-up expressions")
+
+    @staticmethod
+    def check(values: dict[str, Any], where: str) -> None:
+        # keys left out take their defaults, so config.yaml records the whole warm-up
+        for f in dataclasses.fields(ListOpsWarmup):
+            values.setdefault(f.name, f.default)
+        if values["min_length"] > values["max_length"]:
+            raise ConfigError(
+                f"{where}.min_length: expected <= {where}.max_length ({values['max_length']}), "
+                f"got {values['min_length']}"
+            )
 
 
 @dataclasses.dataclass
@@ -28,6 +52,9 @@ class LRAData:
     release: str | None = None
     cache_root: str | None = None
     root: str | None = None
+    warmup: ListOpsWarmup | None = dataclasses.field(
+        default=None, metadata=addable("null: every epoch trains on the full-length set")
+    )
 
 
 @dataclasses.dataclass
@@ -51,3 +78,22 @@ class LRAModel:
 class LRAConfig(RunConfig):
     model: LRAModel = dataclasses.field(default_factory=LRAModel)
     data: LRAData = dataclasses.field(default_factory=LRAData)
+
+    @staticmethod
+    def check(values: dict[str, Any], where: str) -> None:
+        data = values.get("data") or {}
+        warmup = data.get("warmup")
+        if warmup is None:
+            return
+        if values.get("task") != "lra-listops":
+            raise ConfigError(
+                f"data.warmup: a short-expression warm-up applies to lra-listops only, "
+                f"got it for task {values.get('task')!r}"
+            )
+        # learned positions cover data.max_length tokens (+ CLS): warm-up expressions must fit
+        top = data.get("max_length")
+        if top is not None and warmup["max_length"] > top:
+            raise ConfigError(
+                f"data.warmup.max_length: expected <= data.max_length ({top}), "
+                f"got {warmup['max_length']}"
+            )
