@@ -292,3 +292,26 @@ def test_listops_warmup_defaults_fill_the_config() -> None:
         "max_length": 300,
         "train": 3000,
     }
+
+
+def test_step_timing_and_epoch_seconds_use_the_full_length_epochs(tmp_path) -> None:
+    """With a warm-up the speedup is timed on full-length batches and the report's seconds per
+    epoch is the median of the full-length epochs, not of the cheap short ones."""
+    from neural_attention_memory.experiments.lra.report import _epoch_seconds
+    from neural_attention_memory.experiments.lra.timing import _timed_batches
+
+    extra = ["data.min_length=60", "data.max_length=90", "trainer.max_epochs=3"]
+    cfg = _cfg("lra-listops", "nam-transformer", tmp_path, [*TINY_LISTOPS, *extra, *WARMUP])
+    batches = _timed_batches(get_task("lra-listops"), cfg, 2)
+    for b in batches:
+        lengths = (~b["padding_mask"]).sum(1)
+        assert int(lengths.min()) >= 60 and int(lengths.max()) <= 90
+    hist = [
+        {"epoch": 0, "epoch_s": 1.0, "train_lengths": "10-30"},
+        {"epoch": 1, "epoch_s": 1.0, "train_lengths": "10-30"},
+        {"epoch": 2, "epoch_s": 1.0, "train_lengths": "10-30"},
+        {"epoch": 3, "epoch_s": 9.0, "train_lengths": "60-90"},
+        {"epoch": 4, "epoch_s": 11.0, "train_lengths": "60-90"},
+    ]
+    assert _epoch_seconds({"history": hist}) == 10.0
+    assert _epoch_seconds({"history": [{"epoch_s": 2.0}, {"epoch_s": 4.0}]}) == 3.0

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from ...models.transformer import EncoderBlock
 from ...training.config import resolve_config
@@ -23,6 +22,7 @@ from ...training.results import BEST_CKPT, LAST_CKPT
 from ...training.rundir import read_config
 from . import make_spec
 from .models import MODELS
+from .timing import _timed_batches
 
 __all__ = ["attention_scale"]
 
@@ -125,9 +125,8 @@ def attention_scale(
 
     def first_batch(preset: str, model: str) -> tuple[dict, Mapping[str, Tensor]]:
         config = resolve_config(spec, preset, small, model=model)
-        train = spec.build_datasets(config, config["seed"])["train"]
-        loader = DataLoader(train, batch_size=batch_size, collate_fn=spec.collate_fn)
-        return config, next(iter(loader))
+        config["trainer"]["batch_size"] = batch_size
+        return config, _timed_batches(spec, config, 1)[0]
 
     rows: list[dict[str, Any]] = []
     for preset in presets:

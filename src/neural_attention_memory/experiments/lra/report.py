@@ -18,7 +18,10 @@ __all__ = ["add_step_times", "write_report"]
 
 
 def _epoch_seconds(res: Mapping[str, Any]) -> float | None:
+    """Median wall-clock of the run's epochs; with a warm-up, of its full-length epochs only."""
     hist = res.get("history") or []
+    if hist and "train_lengths" in hist[-1]:
+        hist = [h for h in hist if h.get("train_lengths") == hist[-1]["train_lengths"]]
     secs = [h["epoch_s"] for h in hist if h.get("epoch_s") is not None]
     return float(np.median(secs)) if secs else None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ...training.rundir import atomic_write_json, read_config
 from ...training.timing import default_clock, time_fn
@@ -20,9 +20,24 @@ __all__ = ["STEP_FILE", "compare_step_times", "step_time_ms"]
 STEP_FILE = "step_time.json"
 
 
+def _timed_batches(spec: Any, config: dict[str, Any], batches: int) -> list:
+    """The first ``batches`` training batches of ``config``, unshuffled; with a ListOps warm-up
+    (``data.warmup``), the first full-length ones (the warm-up's short expressions come first)."""
+    train = spec.build_datasets(config, config["seed"])["train"]
+    schedule = spec.train_schedule(config, train) if spec.train_schedule else None
+    if schedule is not None:
+        last = int(config["trainer"]["max_epochs"]) - 1
+        train = Subset(train, list(schedule.indices(last)))
+    loader = DataLoader(
+        train, batch_size=config["trainer"]["batch_size"], shuffle=False, collate_fn=spec.collate_fn
+    )
+    return [b for _, b in zip(range(batches), loader, strict=False)]
+
+
 def step_time_ms(run_dir: str | Path, batches: int = 3, reps: int = 3) -> dict[str, Any]:
     """Time of one training step (forward, loss, backward) of a run's model on its first
     ``batches`` training batches (same batches for every model of a task), in milliseconds.
+    With a ListOps warm-up (``data.warmup``) the batches are the first full-length ones.
 
     Uses process CPU time with one torch thread (robust on a shared machine; see
     :func:`...training.timing.default_clock`). Cached in ``<run_dir>/step_time.json``.
@@ -33,11 +48,7 @@ def step_time_ms(run_dir: str | Path, batches: int = 3, reps: int = 3) -> dict[s
         return json.loads(cached.read_text())
     config = read_config(run_dir)
     spec = get_task(config["task"])
-    train = spec.build_datasets(config, config["seed"])["train"]
-    loader = DataLoader(
-        train, batch_size=config["trainer"]["batch_size"], shuffle=False, collate_fn=spec.collate_fn
-    )
-    data = [b for _, b in zip(range(batches), loader, strict=False)]
+    data = _timed_batches(spec, config, batches)
     torch.manual_seed(0)
     model = spec.build_model(config).train()
 
@@ -85,14 +96,7 @@ def compare_step_times(
     shape: list[int] | None = None
     for model in models:
         config = resolve_config(spec, preset, overrides, model=model)
-        train = spec.build_datasets(config, config["seed"])["train"]
-        loader = DataLoader(
-            train,
-            batch_size=config["trainer"]["batch_size"],
-            shuffle=False,
-            collate_fn=spec.collate_fn,
-        )
-        data = [b for _, b in zip(range(batches), loader, strict=False)]
+        data = _timed_batches(spec, config, batches)
         tokens = data[0].get("tokens") if isinstance(data[0], dict) else None
         shape = list(tokens.shape) if isinstance(tokens, torch.Tensor) else shape
         torch.manual_seed(0)
