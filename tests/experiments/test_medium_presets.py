@@ -163,8 +163,11 @@ def test_medium_lra_runs_the_generated_tasks_at_lra_lengths() -> None:
     assert (lo["data"]["train"], lo["data"]["test"], lo["trainer"]["max_epochs"]) == (
         5_000,
         1_000,
-        3,
+        8,
     )
+    # the short-expression warm-up: 6 of the 8 epochs, inside the learned positions' range
+    warm = lo["data"]["warmup"]
+    assert warm == {"epochs": 6, "min_length": 50, "max_length": 300, "train": 3_000}
     assert (lo["model"]["d_model"], lo["model"]["num_layers"]) == (64, 2)
     pf = resolve_config(path, "medium", model="nam-transformer")
     assert pf["data"]["size"] == 32  # 1,024 pixel tokens
