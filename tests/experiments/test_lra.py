@@ -298,11 +298,11 @@ def test_step_timing_and_epoch_seconds_use_the_full_length_epochs(tmp_path) -> N
     """With a warm-up the speedup is timed on full-length batches and the report's seconds per
     epoch is the median of the full-length epochs, not of the cheap short ones."""
     from neural_attention_memory.experiments.lra.report import _epoch_seconds
-    from neural_attention_memory.experiments.lra.timing import _timed_batches
+    from neural_attention_memory.experiments.lra.timing import timed_batches
 
     extra = ["data.min_length=60", "data.max_length=90", "trainer.max_epochs=3"]
     cfg = _cfg("lra-listops", "nam-transformer", tmp_path, [*TINY_LISTOPS, *extra, *WARMUP])
-    batches = _timed_batches(get_task("lra-listops"), cfg, 2)
+    batches = timed_batches(get_task("lra-listops"), cfg, 2)
     for b in batches:
         lengths = (~b["padding_mask"]).sum(1)
         assert int(lengths.min()) >= 60 and int(lengths.max()) <= 90

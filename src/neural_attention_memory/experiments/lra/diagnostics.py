@@ -22,7 +22,7 @@ from ...training.results import BEST_CKPT, LAST_CKPT
 from ...training.rundir import read_config
 from . import make_spec
 from .models import MODELS
-from .timing import _timed_batches
+from .timing import timed_batches
 
 __all__ = ["attention_scale"]
 
@@ -126,7 +126,7 @@ def attention_scale(
     def first_batch(preset: str, model: str) -> tuple[dict, Mapping[str, Tensor]]:
         config = resolve_config(spec, preset, small, model=model)
         config["trainer"]["batch_size"] = batch_size
-        return config, _timed_batches(spec, config, 1)[0]
+        return config, timed_batches(spec, config, 1)[0]
 
     rows: list[dict[str, Any]] = []
     for preset in presets:

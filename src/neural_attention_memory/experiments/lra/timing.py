@@ -14,13 +14,13 @@ from ...training.rundir import atomic_write_json, read_config
 from ...training.timing import default_clock, time_fn
 from ..registry import get_task
 
-__all__ = ["STEP_FILE", "compare_step_times", "step_time_ms"]
+__all__ = ["STEP_FILE", "compare_step_times", "step_time_ms", "timed_batches"]
 
 
 STEP_FILE = "step_time.json"
 
 
-def _timed_batches(spec: Any, config: dict[str, Any], batches: int) -> list:
+def timed_batches(spec: Any, config: dict[str, Any], batches: int) -> list:
     """The first ``batches`` training batches of ``config``, unshuffled; with a ListOps warm-up
     (``data.warmup``), the first full-length ones (the warm-up's short expressions come first)."""
     train = spec.build_datasets(config, config["seed"])["train"]
@@ -48,7 +48,7 @@ def step_time_ms(run_dir: str | Path, batches: int = 3, reps: int = 3) -> dict[s
         return json.loads(cached.read_text())
     config = read_config(run_dir)
     spec = get_task(config["task"])
-    data = _timed_batches(spec, config, batches)
+    data = timed_batches(spec, config, batches)
     torch.manual_seed(0)
     model = spec.build_model(config).train()
 
@@ -96,7 +96,7 @@ def compare_step_times(
     shape: list[int] | None = None
     for model in models:
         config = resolve_config(spec, preset, overrides, model=model)
-        data = _timed_batches(spec, config, batches)
+        data = timed_batches(spec, config, batches)
         tokens = data[0].get("tokens") if isinstance(data[0], dict) else None
         shape = list(tokens.shape) if isinstance(tokens, torch.Tensor) else shape
         torch.manual_seed(0)
