@@ -184,6 +184,31 @@ def test_stack_hands_the_tape_to_the_next_layer(handoff):
     torch.testing.assert_close(y, ref, rtol=1e-10, atol=1e-10)
 
 
+def test_stack_layer_input_source_feeds_the_stack_input_to_every_layer():
+    # The authors' two-layer task model: layer 2 reads the embedded input again, starting from
+    # layer 1's tape; layer 1's outputs are unused.
+    stack = NAMTMStack(8, 2, 4, num_layers=2, tape_length=6, layer_input="source", **KINDS["2022"])
+    stack = stack.double()
+    x = torch.randn(2, 5, 8, dtype=torch.double)
+    pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
+    y, st = stack(x, padding_mask=pad)
+    l1, l2 = stack.layers
+    _, s1 = l1(x, padding_mask=pad)
+    blank = l2.init_state(2, dtype=torch.double, tape_length=6)
+    y2, st2 = l2(x, blank._replace(tape=s1.tape), padding_mask=pad)
+    torch.testing.assert_close(y, y2, rtol=1e-12, atol=1e-12)
+    _assert_close_all(st, st2, tol=1e-12)
+    ref, ref_st = stack.forward_reference(x, padding_mask=pad)
+    torch.testing.assert_close(y, ref, rtol=1e-10, atol=1e-10)
+    _assert_close_all(st, ref_st)
+    # "previous" (the default) really differs: layer 2 then reads layer 1's outputs
+    prev = NAMTMStack(8, 2, 4, num_layers=2, tape_length=6, **KINDS["2022"]).double()
+    prev.load_state_dict(stack.state_dict())
+    assert not torch.allclose(prev(x, padding_mask=pad)[0], y)
+    with pytest.raises(ValueError, match="layer_input: expected one of previous, source"):
+        NAMTMStack(8, 2, 4, layer_input="output")
+
+
 def test_2023_key_tape_stores_the_raw_write_head_under_the_key():
     # docs/paper.md §4: K <- K + (p_w w - p_e K k) k^T, j = K q (w un-normalised).
     m = _tm("2023", d=4, L=6)

@@ -143,3 +143,85 @@ def test_namtm_fast_equals_reference_end_to_end(name):
     fast = model(tokens, pad)
     ref = model(tokens, pad, reference=True)
     torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+
+
+AUTHORS = {"embed": "proj", "head": "mlp", "layer_input": "source"}
+
+
+def test_authors_task_model_wraps_the_stack():
+    # The authors' task model: Embedding -> Linear -> Dropout -> LayerNorm, the NAM-TM(s), then
+    # LayerNorm -> Dropout -> ReLU -> Linear; the plain model keeps one linear classifier.
+    plain = build_memory_model("nam-tm", VOCAB, CLASSES)
+    assert isinstance(plain.embed_proj, torch.nn.Identity)
+    assert isinstance(plain.classifier, torch.nn.Linear)
+    model = build_memory_model(
+        "nam-tm", VOCAB, CLASSES, embed_dropout=0.2, head_dropout=0.1, **AUTHORS
+    )
+    kinds = [type(m).__name__ for m in model.embed_proj]
+    assert kinds == ["Linear", "Dropout", "LayerNorm"] and model.embed_proj[1].p == 0.2
+    kinds = [type(m).__name__ for m in model.classifier]
+    assert kinds == ["LayerNorm", "Dropout", "ReLU", "Linear"] and model.classifier[1].p == 0.1
+    assert model.stack.layer_input == "source"
+    # only layer 1's output projection is unused (its outputs are not read)
+    tokens = torch.randint(0, VOCAB, (3, 9))
+    model(tokens).sum().backward()
+    no_grad = {n for n, p in model.named_parameters() if p.grad is None}
+    assert no_grad == {"stack.layers.0.out_proj.weight", "stack.layers.0.out_proj.bias"}
+
+
+@pytest.mark.parametrize("name", ["nam-tm-2022", "nam-tm-2023", "nam-tm-2022-nojump"])
+def test_authors_task_model_fast_equals_reference_outputs_and_gradients(name):
+    kw = {"dim": 16, "num_tapes": 2, "head_dim": 4, "embed_dropout": 0.2, "head_dropout": 0.1}
+    model = build_memory_model(name, VOCAB, CLASSES, **kw, **AUTHORS).double().eval()
+    tokens = torch.randint(0, VOCAB, (2, 7))
+    pad = torch.tensor([[False] * 7, [True, False, False, False, False, True, True]])
+    fast = model(tokens, pad)
+    grads = torch.autograd.grad(fast.square().sum(), list(model.parameters()), allow_unused=True)
+    ref = model(tokens, pad, reference=True)
+    ref_grads = torch.autograd.grad(ref.square().sum(), list(model.parameters()), allow_unused=True)
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    for g, r in zip(grads, ref_grads, strict=True):
+        assert (g is None) == (r is None)
+        if g is not None:
+            torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-10)
+
+
+def test_authors_task_model_padded_batch_equals_each_sequence_alone():
+    model = build_memory_model("nam-tm", VOCAB, CLASSES, tape_length=9, **AUTHORS).double().eval()
+    tokens = torch.randint(0, VOCAB, (3, 8))
+    lengths = [8, 5, 2]
+    pad = torch.arange(8)[None, :] >= torch.tensor(lengths)[:, None]
+    batch = model(tokens, pad)
+    for b, n in enumerate(lengths):
+        torch.testing.assert_close(
+            batch[b : b + 1, :n], model(tokens[b : b + 1, :n]), rtol=1e-10, atol=1e-10
+        )
+
+
+def test_authors_task_model_dropout_only_in_training():
+    model = build_memory_model(
+        "nam-tm", VOCAB, CLASSES, embed_dropout=0.5, head_dropout=0.5, **AUTHORS
+    )
+    tokens = torch.randint(0, VOCAB, (2, 6))
+    model.eval()
+    torch.testing.assert_close(model(tokens), model(tokens))
+    model.train()
+    torch.manual_seed(0)
+    a = model(tokens)
+    torch.manual_seed(1)
+    assert not torch.allclose(a, model(tokens))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("embed", "mlp", "embed: expected one of plain, proj, got 'mlp'"),
+        ("head", "proj", "head: expected one of linear, mlp, got 'proj'"),
+        ("embed_dropout", 1.0, r"embed_dropout: expected a float in \[0, 1\), got 1.0"),
+        ("head_dropout", -0.1, r"head_dropout: expected a float in \[0, 1\), got -0.1"),
+        ("layer_input", "outputs", "layer_input: expected one of previous, source"),
+    ],
+)
+def test_authors_task_model_bad_options(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        build_memory_model("nam-tm", VOCAB, CLASSES, **{field: value})

@@ -56,6 +56,7 @@ from ._tape_scan import EPS, tape_scan, tape_scan_autograd
 
 __all__ = [
     "ACTIONS",
+    "LAYER_INPUTS",
     "NAMTMStack",
     "NAMTMState",
     "NAMTuringMachine",
@@ -66,6 +67,8 @@ __all__ = [
 ACTIONS: tuple[str, ...] = ("noop", "left", "right", "jump")
 CONTROLLERS: tuple[str, ...] = ("lstm", "bigru")
 KEY_TAPES: tuple[str, ...] = ("position", "key")
+#: What a stacked layer after the first reads (:class:`NAMTMStack`).
+LAYER_INPUTS: tuple[str, ...] = ("previous", "source")
 
 
 class NAMTMState(NamedTuple):
@@ -673,14 +676,18 @@ class NAMTuringMachine(nn.Module):
 
 
 class NAMTMStack(nn.Module):
-    """Stacked NAM-TM layers; layer ``l > 0`` reads layer ``l - 1``'s outputs and starts from its
-    final tape (docs/paper.md §4: "the second starting from the first's tape").
+    """Stacked NAM-TM layers; layer ``l > 0`` starts from layer ``l - 1``'s final tape (docs/paper.md
+    §4: "the second starting from the first's tape") and reads either layer ``l - 1``'s outputs or
+    the stack's own input (``layer_input``).
 
     Args:
         dim, num_tapes, head_dim, tape_length: as :class:`NAMTuringMachine`.
         num_layers: layers.
         handoff: what a layer hands to the next: ``"tape"`` (the value tape; blank key tape, heads
             at cell 0: the 2022 model) or ``"all"`` (value tape, key tape and heads).
+        layer_input: what layer ``l > 0`` reads: ``"previous"`` (layer ``l - 1``'s outputs) or
+            ``"source"`` (the stack's input ``x`` again, as the authors' two-layer task model
+            does: the first layer's outputs are then unused, only its tape is handed on).
         layer_kw: the remaining :class:`NAMTuringMachine` options.
 
     ``forward(x, state=None, padding_mask=None) -> (y, NAMTMState)``: ``state`` is the first layer's
@@ -696,12 +703,15 @@ class NAMTMStack(nn.Module):
         num_layers: int = 2,
         tape_length: int = 32,
         handoff: str = "tape",
+        layer_input: str = "previous",
         **layer_kw,
     ) -> None:
         super().__init__()
         _check_int("num_layers", num_layers)
         _check_choice("handoff", handoff, ("tape", "all"))
+        _check_choice("layer_input", layer_input, LAYER_INPUTS)
         self.dim, self.num_layers, self.handoff = dim, num_layers, handoff
+        self.layer_input = layer_input
         self.layers = nn.ModuleList(
             NAMTuringMachine(dim, num_tapes, head_dim, tape_length, **layer_kw)
             for _ in range(num_layers)
@@ -717,9 +727,11 @@ class NAMTMStack(nn.Module):
         return self.layers[0].init_state(batch, device, dtype, tape_length=tape_length)
 
     def _run(self, x, state, padding_mask, tape_length, reference, use_kernel=True, trace=None):
-        st = state
+        st, source = state, x
         for i, layer in enumerate(self.layers):
             if i > 0:
+                if self.layer_input == "source":
+                    x = source
                 blank = layer.init_state(
                     x.shape[0], x.device, x.dtype, tape_length=st.tape.shape[-1]
                 )

@@ -120,7 +120,15 @@ class NAMTMSequenceConfig:
     """Hyper-parameters of :class:`NAMTMSequenceModel` (``dim`` is also the embedding size).
 
     ``controller``, ``tied_erase``, ``key_tape`` are :class:`NAMTuringMachine`'s options and
-    ``handoff`` :class:`NAMTMStack`'s; the defaults are the 2022 model (``nam-tm``).
+    ``handoff``, ``layer_input`` :class:`NAMTMStack`'s; the defaults are the 2022 model (``nam-tm``).
+
+    The task model around the stack: ``embed="plain"`` feeds the token embedding straight in;
+    ``"proj"`` is the authors' task model (Embedding -> Linear -> Dropout(``embed_dropout``) ->
+    LayerNorm). ``head="linear"`` classifies the stack's output with one linear layer; ``"mlp"`` is
+    the authors' (LayerNorm -> Dropout(``head_dropout``) -> ReLU -> Linear). The NAM-TM's values
+    are linear in its input and its output linear in its reads, so with ``"linear"`` the logits
+    at a position are a gate-weighted sum of per-token vectors; the ``"mlp"`` head lets them
+    depend non-linearly on what was read (e.g. the sum of two digits).
     """
 
     dim: int = 128
@@ -135,6 +143,26 @@ class NAMTMSequenceConfig:
     tied_erase: bool = True
     key_tape: str = "position"
     handoff: str = "tape"
+    layer_input: str = "previous"
+    embed: str = "plain"
+    head: str = "linear"
+    embed_dropout: float = 0.0
+    head_dropout: float = 0.0
+
+
+EMBEDS: tuple[str, ...] = ("plain", "proj")
+HEADS: tuple[str, ...] = ("linear", "mlp")
+
+
+def _check_option(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_dropout(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name}: expected a float in [0, 1), got {value!r}")
+    return float(value)
 
 
 class NAMTMSequenceModel(nn.Module):
@@ -149,8 +177,20 @@ class NAMTMSequenceModel(nn.Module):
         tl = config.tape_length
         if tl != "auto" and (isinstance(tl, bool) or not isinstance(tl, int) or tl < 1):
             raise ValueError(f"tape_length: expected 'auto' or an int >= 1, got {tl!r}")
+        _check_option("embed", config.embed, EMBEDS)
+        _check_option("head", config.head, HEADS)
+        p_in = _check_dropout("embed_dropout", config.embed_dropout)
+        p_out = _check_dropout("head_dropout", config.head_dropout)
         self.vocab_size, self.num_classes, self.config = vocab_size, num_classes, config
         self.embedding = nn.Embedding(vocab_size, config.dim)
+        # Identity for "plain", so a plain model's parameters and outputs are unchanged.
+        self.embed_proj: nn.Module = (
+            nn.Sequential(
+                nn.Linear(config.dim, config.dim), nn.Dropout(p_in), nn.LayerNorm(config.dim)
+            )
+            if config.embed == "proj"
+            else nn.Identity()
+        )
         self.stack = NAMTMStack(
             config.dim,
             config.num_tapes,
@@ -158,6 +198,7 @@ class NAMTMSequenceModel(nn.Module):
             num_layers=config.num_layers,
             tape_length=32 if tl == "auto" else tl,
             handoff=config.handoff,
+            layer_input=config.layer_input,
             actions=tuple(config.actions),
             rw_prob=config.rw_prob,
             erase=config.erase,
@@ -165,7 +206,16 @@ class NAMTMSequenceModel(nn.Module):
             tied_erase=config.tied_erase,
             key_tape=config.key_tape,
         )
-        self.classifier = nn.Linear(config.dim, num_classes)
+        self.classifier: nn.Module = (
+            nn.Sequential(
+                nn.LayerNorm(config.dim),
+                nn.Dropout(p_out),
+                nn.ReLU(),
+                nn.Linear(config.dim, num_classes),
+            )
+            if config.head == "mlp"
+            else nn.Linear(config.dim, num_classes)
+        )
 
     @property
     def layers(self) -> nn.ModuleList:
@@ -195,7 +245,7 @@ class NAMTMSequenceModel(nn.Module):
         if trace is not None and not reference:
             raise ValueError("trace: only the slow twin records heads; pass reference=True")
         pad = check_tokens(tokens, padding_mask, self.vocab_size)
-        h = self.embedding(tokens.long())
+        h = self.embed_proj(self.embedding(tokens.long()))
         L = self.tape_length_for(tokens.shape[1])
         if reference:
             h, _ = self.stack.forward_reference(h, padding_mask=pad, tape_length=L, trace=trace)

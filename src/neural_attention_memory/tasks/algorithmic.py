@@ -337,11 +337,18 @@ def _draw(
 
 
 class SequenceDataset(Dataset):
-    """A list of :class:`Example`; items are dicts of ``tokens``/``targets`` `[T]` and ``size``."""
+    """A list of :class:`Example`; items are dicts of ``tokens``/``targets`` `[T]` and ``size``.
 
-    def __init__(self, examples: Sequence[Example], name: str = "") -> None:
+    ``input_loss=True`` adds ``"input_loss": True`` to every item, so that :func:`collate` marks
+    the batch for a loss on every real position (the input reproduced off the answer slots).
+    """
+
+    def __init__(
+        self, examples: Sequence[Example], name: str = "", input_loss: bool = False
+    ) -> None:
         self.examples = list(examples)
         self.name = name
+        self.input_loss = bool(input_loss)
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -352,7 +359,7 @@ class SequenceDataset(Dataset):
             "tokens": torch.tensor(ex.tokens, dtype=torch.long),
             "targets": torch.tensor(ex.targets, dtype=torch.long),
             "size": ex.size,
-        }
+        } | ({"input_loss": True} if self.input_loss else {})
 
     def sizes(self) -> list[int]:
         return [ex.size for ex in self.examples]
@@ -364,7 +371,8 @@ def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
     Returns:
         ``tokens`` `[B, T]` (``<pad>`` = 0 after the end), ``targets`` `[B, T]`
         (``IGNORE_INDEX`` after the end), ``padding_mask`` `[B, T]` bool (True = padding) and
-        ``sizes`` `[B]`.
+        ``sizes`` `[B]`; plus ``input_loss`` (a bool scalar, True) when the items ask for the
+        loss on every real position (:class:`SequenceDataset`).
     """
     if len(items) == 0:
         raise ValueError("items: expected a non-empty list of samples, got an empty list")
@@ -379,7 +387,15 @@ def collate(items: Sequence[Mapping[str, Any]]) -> dict[str, Tensor]:
         targets[b, :t] = torch.as_tensor(it["targets"])
         mask[b, :t] = False
     sizes = torch.tensor([int(it["size"]) for it in items], dtype=torch.long)
-    return {"tokens": tokens, "targets": targets, "padding_mask": mask, "sizes": sizes}
+    batch = {"tokens": tokens, "targets": targets, "padding_mask": mask, "sizes": sizes}
+    flags = {bool(it.get("input_loss", False)) for it in items}
+    if len(flags) > 1:
+        raise ValueError(
+            "items: expected all or none of the samples to carry input_loss, got a mix"
+        )
+    if flags == {True}:
+        batch["input_loss"] = torch.tensor(True)
+    return batch
 
 
 def build_splits(

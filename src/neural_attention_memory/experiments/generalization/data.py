@@ -28,8 +28,14 @@ def build_datasets(config: Mapping[str, Any], seed: int) -> dict[str, Dataset]:
     task = config["task"]
     data = config.get("data", {})
     if task == "scan":
-        return dict(scan_tasks.build_splits(seed, **scan_args(data)))
-    return dict(alg.build_splits(task, seed, data.get("splits"), **dict(data.get("params") or {})))
+        out = dict(scan_tasks.build_splits(seed, **scan_args(data)))
+    else:
+        params = dict(data.get("params") or {})
+        out = dict(alg.build_splits(task, seed, data.get("splits"), **params))
+    if data.get("input_loss"):
+        # the authors' autoencoding loss, on the training set only (metrics never change)
+        out["train"].input_loss = True
+    return out
 
 
 def scan_args(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -68,6 +68,13 @@ class GeneralizationData:
     curriculum: CurriculumConfig | None = dataclasses.field(
         default=None, metadata=addable("null: every training problem in every epoch")
     )
+    input_loss: bool = dataclasses.field(
+        default=False,
+        metadata=addable(
+            "also train every non-answer position to reproduce its input token (the authors' "
+            "autoencoding loss); metrics stay on the answer slots"
+        ),
+    )
 
 
 @dataclasses.dataclass

@@ -19,7 +19,8 @@ TIE_BREAK = 1e-4
 
 
 def compute(model: nn.Module, batch: Mapping[str, Tensor]) -> StepOutput:
-    """Cross-entropy on the target positions; metrics as ``(num, den)``.
+    """Cross-entropy on the target positions (every real position with ``input_loss``); metrics,
+    always on the target positions only, as ``(num, den)``.
 
     ``batch``: ``tokens`` ``[B, T]``, ``targets`` ``[B, T]`` (``IGNORE_INDEX`` off target),
     ``padding_mask`` ``[B, T]`` (True = padding). ``seq_acc`` (all target tokens right),
@@ -31,7 +32,14 @@ def compute(model: nn.Module, batch: Mapping[str, Tensor]) -> StepOutput:
     tokens, targets, mask = batch["tokens"], batch["targets"], batch["padding_mask"]
     logits = model(tokens, mask)  # [B, T, C]
     valid = targets != alg.IGNORE_INDEX
-    loss = F.cross_entropy(logits[valid], targets[valid])
+    if "input_loss" in batch:
+        # The authors' loss (data.input_loss): every real position, the input token itself off
+        # the answer slots. The metrics below stay on the answer slots.
+        real = ~mask
+        goal = torch.where(valid, targets, tokens)
+        loss = F.cross_entropy(logits[real], goal[real])
+    else:
+        loss = F.cross_entropy(logits[valid], targets[valid])
     with torch.no_grad():
         correct = (logits.argmax(-1) == targets) & valid
         seq_ok = (correct | ~valid).all(dim=1)
