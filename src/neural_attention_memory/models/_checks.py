@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..functional._validate import check_padding_mask as _check_padding_mask
 
-__all__ = ["check_padding_mask", "check_tokens"]
+__all__ = ["check_choice", "check_padding_mask", "check_tokens"]
 
 
 #: ``padding_mask`` `[B, T]` bool (True = padding) or None (the functional layer's validator).
@@ -31,3 +31,10 @@ def check_tokens(tokens: object, padding_mask: object, vocab_size: int) -> Tenso
     if lo < 0 or hi >= vocab_size:
         raise ValueError(f"tokens: expected ids in [0, {vocab_size}), got values in [{lo}, {hi}]")
     return check_padding_mask(padding_mask, tokens.shape[0], tokens.shape[1])
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``; else ``ValueError`` naming ``name`` and the choices."""
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return value  # type: ignore[return-value]

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from ..functional import nam_read, nam_write, unit_norm
 from . import _tape_kernel
-from ._checks import check_padding_mask
+from ._checks import check_choice, check_padding_mask
 from ._gru import bigru_forward
 from ._tape_scan import EPS, tape_scan, tape_scan_autograd
 
@@ -112,12 +112,6 @@ def _check_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
     return value
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-    return value  # type: ignore[return-value]
 
 
 class _FusedLayer(torch.autograd.Function):
@@ -246,8 +240,8 @@ class NAMTuringMachine(nn.Module):
         _check_int("num_tapes", num_tapes)
         _check_int("head_dim", head_dim)
         _check_int("tape_length", tape_length)
-        _check_choice("controller", controller, CONTROLLERS)
-        _check_choice("key_tape", key_tape, KEY_TAPES)
+        check_choice("controller", controller, CONTROLLERS)
+        check_choice("key_tape", key_tape, KEY_TAPES)
         if controller == "bigru" and dim % 2:
             raise ValueError(f"dim: expected an even width for controller='bigru', got {dim}")
         actions = tuple(actions) if isinstance(actions, (tuple, list)) else actions
@@ -708,8 +702,8 @@ class NAMTMStack(nn.Module):
     ) -> None:
         super().__init__()
         _check_int("num_layers", num_layers)
-        _check_choice("handoff", handoff, ("tape", "all"))
-        _check_choice("layer_input", layer_input, LAYER_INPUTS)
+        check_choice("handoff", handoff, ("tape", "all"))
+        check_choice("layer_input", layer_input, LAYER_INPUTS)
         self.dim, self.num_layers, self.handoff = dim, num_layers, handoff
         self.layer_input = layer_input
         self.layers = nn.ModuleList(

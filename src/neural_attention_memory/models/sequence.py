@@ -39,7 +39,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ._checks import check_tokens
+from ._checks import check_choice, check_tokens
 from ._params import count_parameters
 from .lsam import LSAM
 from .nam_tm import ACTIONS, NAMTMStack
@@ -154,11 +154,6 @@ EMBEDS: tuple[str, ...] = ("plain", "proj")
 HEADS: tuple[str, ...] = ("linear", "mlp")
 
 
-def _check_option(name: str, value: object, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
-
-
 def _check_dropout(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{name}: expected a float in [0, 1), got {value!r}")
@@ -177,8 +172,8 @@ class NAMTMSequenceModel(nn.Module):
         tl = config.tape_length
         if tl != "auto" and (isinstance(tl, bool) or not isinstance(tl, int) or tl < 1):
             raise ValueError(f"tape_length: expected 'auto' or an int >= 1, got {tl!r}")
-        _check_option("embed", config.embed, EMBEDS)
-        _check_option("head", config.head, HEADS)
+        check_choice("embed", config.embed, EMBEDS)
+        check_choice("head", config.head, HEADS)
         p_in = _check_dropout("embed_dropout", config.embed_dropout)
         p_out = _check_dropout("head_dropout", config.head_dropout)
         self.vocab_size, self.num_classes, self.config = vocab_size, num_classes, config
