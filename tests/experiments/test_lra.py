@@ -291,7 +291,87 @@ def test_listops_warmup_defaults_fill_the_config() -> None:
         "min_length": 50,
         "max_length": 300,
         "train": 3000,
+        "bridge_epochs": 0,
+        "bridge_min_length": 150,
+        "bridge_max_length": 800,
     }
+
+
+def test_listops_warmup_bridge_trains_short_then_bridge_then_full_length(tmp_path) -> None:
+    """data.warmup.bridge_epochs: the last warm-up epochs train on bridge-length expressions
+    (their own seed stream), between the short warm-up and the full-length set; without a
+    bridge the warm-up data and schedule are exactly as before."""
+    extra = ["data.min_length=60", "data.max_length=90", "trainer.max_epochs=4"]
+    bridge = [
+        "data.warmup.epochs=3",
+        "data.warmup.bridge_epochs=1",
+        "data.warmup.bridge_min_length=31",
+        "data.warmup.bridge_max_length=59",
+    ]
+    base = [*TINY_LISTOPS, *extra, *WARMUP, "data.warmup.train=24"]
+    cfg = _cfg("lra-listops", "nam-transformer", tmp_path, [*base, *bridge])
+    spec = get_task("lra-listops")
+    ds = spec.build_datasets(cfg, 0)
+    train = ds["train"]
+    assert (train.short_count, train.warmup_count, len(train)) == (24, 48, 48 + 16)
+    assert all(10 <= len(s) <= 30 for s in train.sequences[:24])
+    assert all(31 <= len(s) <= 59 for s in train.sequences[24:48])
+    assert all(60 <= len(s) <= 90 for s in train.sequences[48:])
+    sched = lra.train_schedule(cfg, train)
+    assert [list(sched.indices(e)) for e in range(4)] == [
+        list(range(24)),
+        list(range(24)),
+        list(range(24, 48)),
+        list(range(48, 64)),
+    ]
+    # the short set and the eval splits are those of the warm-up without a bridge
+    plain = spec.build_datasets(
+        _cfg("lra-listops", "nam-transformer", tmp_path, [*base, "data.warmup.epochs=3"]), 0
+    )
+    assert plain["train"].warmup_count == plain["train"].short_count == 24
+    same = [s.tolist() for s in plain["train"].sequences[:24]]
+    assert [s.tolist() for s in train.sequences[:24]] == same
+    for split in ("val", "test"):
+        assert [s.tolist() for s in ds[split].sequences] == [
+            s.tolist() for s in plain[split].sequences
+        ]
+    fit(spec, cfg, tmp_path / "run")
+    hist = json.loads((tmp_path / "run" / "results.json").read_text())["history"]
+    assert [(h["train_lengths"], h["train_samples"]) for h in hist] == [
+        ("10-30", 24),
+        ("10-30", 24),
+        ("31-59", 24),
+        ("60-90", 16),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("over", "needle"),
+    [
+        (
+            ["data.warmup.epochs=2", "data.warmup.bridge_epochs=2"],
+            "bridge_epochs: expected < data.warmup.epochs (2",
+        ),
+        (
+            [
+                "data.warmup.bridge_epochs=1",
+                "data.warmup.epochs=2",
+                "data.warmup.bridge_max_length=400",
+            ],
+            "data.warmup.bridge_max_length: expected <= data.max_length (300), got 400",
+        ),
+        (
+            ["data.warmup.bridge_min_length=90", "data.warmup.bridge_max_length=80"],
+            "data.warmup.bridge_min_length: expected <= data.warmup.bridge_max_length (80), got 90",
+        ),
+        (["data.warmup.bridge_epochs=-1"], "data.warmup.bridge_epochs: expected an integer >= 0"),
+    ],
+)
+def test_listops_warmup_bridge_bad_config_names_the_key(over, needle) -> None:
+    from neural_attention_memory.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        resolve_config(get_task("lra-listops"), "quick", over)
 
 
 def test_step_timing_and_epoch_seconds_use_the_full_length_epochs(tmp_path) -> None:

@@ -60,34 +60,47 @@ def _limit(seqs: list, labels: np.ndarray, limit: int | None) -> tuple[list, np.
 
 
 class WarmupTrainSet(TokenDataset):
-    """ListOps training set with a short-expression warm-up: the first ``warmup_count`` examples
-    are the warm-up expressions, the rest the full-length training set (see :func:`train_schedule`)."""
+    """ListOps training set with a warm-up: the first ``short_count`` examples are the short
+    warm-up expressions, the next ``warmup_count - short_count`` the bridge ones (none without a
+    bridge), the rest the full-length training set (see :func:`train_schedule`)."""
 
-    def __init__(self, warmup: TokenDataset, train: TokenDataset) -> None:
+    def __init__(
+        self, warmup: TokenDataset, train: TokenDataset, bridge: TokenDataset | None = None
+    ) -> None:
+        parts = [warmup] if bridge is None else [warmup, bridge]
         super().__init__(
-            warmup.sequences + train.sequences, np.concatenate([warmup.labels, train.labels])
+            [s for p in (*parts, train) for s in p.sequences],
+            np.concatenate([p.labels for p in (*parts, train)]),
         )
-        self.warmup_count = len(warmup)
+        self.short_count = len(warmup)
+        self.warmup_count = sum(len(p) for p in parts)
 
 
-def _warmup(data: Mapping[str, Any], seed: int) -> TokenDataset:
-    """The ``data.warmup`` expressions: generated, cached, their own seed stream (split "warmup")."""
+# Seed offsets of the warm-up's own streams: its sets never share a draw with the main splits.
+_SHORT_SEED, _BRIDGE_SEED = 7919, 15013
+
+
+def _warmup(data: Mapping[str, Any], seed: int, stage: str = "warmup") -> TokenDataset:
+    """``data.warmup``'s short (split "warmup") or bridge (split "bridge") expressions: generated,
+    cached, each on a seed stream of its own."""
     w = data["warmup"]
+    prefix, offset = ("", _SHORT_SEED) if stage == "warmup" else ("bridge_", _BRIDGE_SEED)
     cfg = ListOpsConfig(
-        min_length=int(w["min_length"]),
-        max_length=int(w["max_length"]),
+        min_length=int(w[f"{prefix}min_length"]),
+        max_length=int(w[f"{prefix}max_length"]),
         max_depth=int(data.get("max_depth") or 10),
         max_args=int(data.get("max_args") or 10),
     )
-    return listops_splits(cfg, {"warmup": int(w["train"])}, seed + 7919, data.get("cache_root"))[
-        "warmup"
-    ]
+    counts = {stage: int(w["train"])}
+    return listops_splits(cfg, counts, seed + offset, data.get("cache_root"))[stage]
 
 
 def _listops(data: Mapping[str, Any], seed: int) -> dict[str, Dataset]:
     out = _listops_full(data, seed)
-    if data.get("warmup"):
-        out["train"] = WarmupTrainSet(_warmup(data, seed), out["train"])
+    warmup = data.get("warmup")
+    if warmup:
+        bridge = _warmup(data, seed, "bridge") if warmup.get("bridge_epochs") else None
+        out["train"] = WarmupTrainSet(_warmup(data, seed), out["train"], bridge)
     return out
 
 
@@ -199,9 +212,10 @@ def build_datasets(config: Mapping[str, Any], seed: int) -> dict[str, Dataset]:
 def train_schedule(config: Mapping[str, Any], train: Dataset) -> TrainSchedule | None:
     """The ListOps warm-up of ``config["data"]["warmup"]`` (``None``: no warm-up).
 
-    Epochs ``0 .. warmup.epochs - 1`` train on the short warm-up expressions only, every later
-    epoch on the full-length training set only; validation and test are the full-length splits
-    throughout. Each epoch's history entry records ``train_lengths`` and ``train_samples``.
+    Epochs ``0 .. warmup.epochs - 1`` train on the warm-up expressions only (the short ones, and
+    in the last ``warmup.bridge_epochs`` of them the bridge ones), every later epoch on the
+    full-length training set only; validation and test are the full-length splits throughout.
+    Each epoch's history entry records ``train_lengths`` and ``train_samples``.
     """
     warmup = (config.get("data") or {}).get("warmup")
     if not warmup:
@@ -211,19 +225,33 @@ def train_schedule(config: Mapping[str, Any], train: Dataset) -> TrainSchedule |
             f"data.warmup: a short-expression warm-up applies to lra-listops only, "
             f"got it for task {config.get('task')!r}"
         )
-    epochs, n_warm, n = int(warmup["epochs"]), train.warmup_count, len(train)
+    epochs, n_short, n_warm, n = (
+        int(warmup["epochs"]),
+        train.short_count,
+        train.warmup_count,
+        len(train),
+    )
+    bridge_from = epochs - int(warmup.get("bridge_epochs") or 0)
     data = config["data"]
-    short = f"{warmup['min_length']}-{warmup['max_length']}"
-    full = f"{data.get('min_length')}-{data.get('max_length')}"
+    stages = [  # (first epoch after the stage, indices, lengths)
+        (bridge_from, range(n_short), f"{warmup['min_length']}-{warmup['max_length']}"),
+        (
+            epochs,
+            range(n_short, n_warm),
+            "{bridge_min_length}-{bridge_max_length}".format(**warmup),
+        ),
+        (None, range(n_warm, n), f"{data.get('min_length')}-{data.get('max_length')}"),
+    ]
+
+    def stage(epoch: int) -> tuple[range, str]:
+        return next((idx, lengths) for end, idx, lengths in stages if end is None or epoch < end)
 
     def indices(epoch: int) -> range:
-        return range(n_warm) if epoch < epochs else range(n_warm, n)
+        return stage(epoch)[0]
 
     def describe(epoch: int) -> dict[str, Any]:
-        return {
-            "train_lengths": short if epoch < epochs else full,
-            "train_samples": len(indices(epoch)),
-        }
+        idx, lengths = stage(epoch)
+        return {"train_lengths": lengths, "train_samples": len(idx)}
 
     return TrainSchedule(indices=indices, describe=describe)
 

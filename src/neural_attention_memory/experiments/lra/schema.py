@@ -15,22 +15,34 @@ __all__ = ["LRAConfig"]
 class ListOpsWarmup:
     """``data.warmup`` (ListOps only): the first ``epochs`` epochs train on ``train`` generated
     expressions of ``min_length``-``max_length`` tokens instead of the full-length training set;
-    validation and test never change. See :func:`.data.train_schedule`."""
+    with ``bridge_epochs > 0`` the last ``bridge_epochs`` of them train on ``train`` expressions of
+    ``bridge_min_length``-``bridge_max_length`` tokens instead (a step between the short and the
+    full lengths). Validation and test never change. See :func:`.data.train_schedule`."""
 
     epochs: int = num(1, ge=1, doc="warm-up epochs (counted in trainer.max_epochs)")
     min_length: int = num(50, ge=1)
     max_length: int = num(300, ge=1)
-    train: int = num(3_000, ge=1, doc="warm-up expressions")
+    train: int = num(3_000, ge=1, doc="warm-up expressions (per stage)")
+    bridge_epochs: int = num(
+        0, ge=0, doc="the last bridge_epochs warm-up epochs train on bridge-length expressions"
+    )
+    bridge_min_length: int = num(150, ge=1)
+    bridge_max_length: int = num(800, ge=1)
 
     @staticmethod
     def check(values: dict[str, Any], where: str) -> None:
         # keys left out take their defaults, so config.yaml records the whole warm-up
         for f in dataclasses.fields(ListOpsWarmup):
             values.setdefault(f.name, f.default)
-        if values["min_length"] > values["max_length"]:
+        for lo, hi in (("min_length", "max_length"), ("bridge_min_length", "bridge_max_length")):
+            if values[lo] > values[hi]:
+                raise ConfigError(
+                    f"{where}.{lo}: expected <= {where}.{hi} ({values[hi]}), got {values[lo]}"
+                )
+        if values["bridge_epochs"] >= values["epochs"]:
             raise ConfigError(
-                f"{where}.min_length: expected <= {where}.max_length ({values['max_length']}), "
-                f"got {values['min_length']}"
+                f"{where}.bridge_epochs: expected < {where}.epochs ({values['epochs']}: at least "
+                f"one epoch on the short expressions), got {values['bridge_epochs']}"
             )
 
 
@@ -92,8 +104,9 @@ class LRAConfig(RunConfig):
             )
         # learned positions cover data.max_length tokens (+ CLS): warm-up expressions must fit
         top = data.get("max_length")
-        if top is not None and warmup["max_length"] > top:
-            raise ConfigError(
-                f"data.warmup.max_length: expected <= data.max_length ({top}), "
-                f"got {warmup['max_length']}"
-            )
+        keys = ["max_length"] + (["bridge_max_length"] if warmup["bridge_epochs"] else [])
+        for key in keys:
+            if top is not None and warmup[key] > top:
+                raise ConfigError(
+                    f"data.warmup.{key}: expected <= data.max_length ({top}), got {warmup[key]}"
+                )
