@@ -61,7 +61,7 @@ def test_the_documented_epoch_table_is_the_presets() -> None:
             "NAM-TM": "nam-tm", "no jump": "nam-tm-nojump", "NAM-TM 2023": "nam-tm-2023"}  # fmt: skip
     models = [cols[c.strip()] for c in lines[head].strip("|").split("|")[1:]]
     rows = {}
-    for line in lines[head + 2 : head + 6]:
+    for line in lines[head + 2 : head + 2 + len(presets.MEDIUM_GRID)]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         rows[cells[0].lower()] = dict(zip(models, map(int, cells[1:]), strict=True))
     assert set(rows) == set(presets.MEDIUM_GRID)
@@ -70,7 +70,7 @@ def test_the_documented_epoch_table_is_the_presets() -> None:
 
 
 def test_medium_epochs_fall_back_for_tasks_without_a_measured_cost() -> None:
-    assert presets.medium_epochs("dyck4", "nam-tm") == presets.MEDIUM_EPOCHS["dyck4"]
+    assert presets.medium_epochs("copy", "nam-tm") == presets.MEDIUM_EPOCHS["copy"]
 
 
 def test_medium_generalization_data_sizes() -> None:
@@ -87,7 +87,7 @@ def test_medium_generalization_data_sizes() -> None:
 
 def test_medium_grid_is_the_papers_seven_columns_and_both_nam_tms() -> None:
     cols = ("transformer", "lstm", "ut", "dnc", "lsam", "nam-tm", "nam-tm-nojump", "nam-tm-2023")
-    assert set(presets.MEDIUM_GRID) == {"fib", "scan", "reduce", "palin"}
+    assert set(presets.MEDIUM_GRID) == {"fib", "scan", "reduce", "palin", "dyck4"}
     assert all(set(cols) <= set(ms) for ms in presets.MEDIUM_GRID.values())
 
 
@@ -167,7 +167,15 @@ def test_medium_lra_runs_the_generated_tasks_at_lra_lengths() -> None:
     )
     # the short-expression warm-up: 6 of the 8 epochs, inside the learned positions' range
     warm = lo["data"]["warmup"]
-    assert warm == {"epochs": 6, "min_length": 50, "max_length": 300, "train": 3_000}
+    assert warm == {
+        "epochs": 6,
+        "min_length": 50,
+        "max_length": 300,
+        "train": 3_000,
+        "bridge_epochs": 0,
+        "bridge_min_length": 150,
+        "bridge_max_length": 800,
+    }
     assert (lo["model"]["d_model"], lo["model"]["num_layers"]) == (64, 2)
     pf = resolve_config(path, "medium", model="nam-transformer")
     assert pf["data"]["size"] == 32  # 1,024 pixel tokens
