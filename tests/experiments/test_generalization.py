@@ -6,22 +6,15 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from neural_attention_memory.experiments import generalization as gen
 from neural_attention_memory.experiments.registry import get_reproducer, get_task, list_tasks
 from neural_attention_memory.tasks import algorithmic as alg
 from neural_attention_memory.training import ConfigError, evaluate, fit, resolve_config
 
-TINY_DATA = [
-    "data.splits.train.count=96",
-    "data.splits.id.count=16",
-    "data.splits.od_easy.count=16",
-    "data.splits.od_hard.count=16",
-    "data.splits.test.count=16",
-    "data.splits.od_hard.digits=[12, 12]",
-    "data.splits.test.digits=[13, 13]",
-]
+from .generalization._helpers import TINY_SPLITS, FixedLogits
+
+TINY_DATA = TINY_SPLITS
 TINY_LSTM = ["+model.d_embed=8", "+model.hidden=16", "+model.num_heads=2"]
 QUIET = ["trainer.progress_bar=false", "trainer.batch_size=32", "trainer.eval_batch_size=64"]
 
@@ -46,17 +39,6 @@ def test_every_task_is_registered_with_the_papers_rule() -> None:
     paper = get_task("fib").presets["paper"]
     assert paper["optim"]["lr"] == 1e-4 and paper["trainer"]["batch_size"] == 128
     assert paper["data"]["splits"]["train"]["count"] == 25_600
-
-
-class FixedLogits(nn.Module):
-    def __init__(self, logits: torch.Tensor) -> None:
-        super().__init__()
-        self.logits = nn.Parameter(logits)
-
-    def forward(
-        self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return self.logits
 
 
 def test_compute_scores_only_target_positions() -> None:

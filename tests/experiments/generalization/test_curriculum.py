@@ -17,16 +17,12 @@ from neural_attention_memory.experiments.reproducer import plan_jobs
 from neural_attention_memory.tasks import algorithmic as alg
 from neural_attention_memory.training import ConfigError, fit, read_config, resolve_config
 
+from ._helpers import TINY_SPLITS
+
 torch.set_num_threads(1)
 
 TINY = [
-    "data.splits.train.count=96",
-    "data.splits.id.count=16",
-    "data.splits.od_easy.count=16",
-    "data.splits.od_hard.count=16",
-    "data.splits.test.count=16",
-    "data.splits.od_hard.digits=[12, 12]",
-    "data.splits.test.digits=[13, 13]",
+    *TINY_SPLITS,
     "+model.d_embed=8",
     "+model.hidden=16",
     "+model.num_heads=2",

@@ -4,33 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from neural_attention_memory.experiments import generalization as gen
 from neural_attention_memory.experiments.registry import get_task
 from neural_attention_memory.tasks import algorithmic as alg
 from neural_attention_memory.training import ConfigError, fit, resolve_config
 
+from ._helpers import TINY_SPLITS, FixedLogits
+
 TINY = [
-    "data.splits.train.count=64",
-    "data.splits.id.count=16",
-    "data.splits.od_easy.count=16",
-    "data.splits.od_hard.count=16",
-    "data.splits.test.count=16",
-    "data.splits.od_hard.digits=[12, 12]",
-    "data.splits.test.digits=[13, 13]",
+    *TINY_SPLITS,
     "trainer.progress_bar=false",
     "trainer.max_epochs=1",
 ]
-
-
-class FixedLogits(nn.Module):
-    def __init__(self, logits: torch.Tensor) -> None:
-        super().__init__()
-        self.logits = nn.Parameter(logits)
-
-    def forward(self, tokens, padding_mask=None):
-        return self.logits
 
 
 def _batch(input_loss: bool):
